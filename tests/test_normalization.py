@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from ric.normalization import RewardStats
+
+
+@pytest.fixture
+def raw():
+    rng = np.random.default_rng(0)
+    return np.stack([rng.normal(3, 2, 500), rng.exponential(1, 500)], axis=1)
+
+
+def test_fit_matches_population_std(raw):
+    s = RewardStats.fit(raw, ["a", "b"])
+    assert np.allclose(s.mean, raw.mean(0))
+    assert np.allclose(s.std, raw.std(0))  # ddof=0, as np.std in the released code
+    z = s.normalize(raw)
+    assert np.allclose(z.mean(0), 0, atol=1e-12) and np.allclose(z.std(0), 1)
+    assert np.allclose(s.denormalize(z), raw)
+    assert np.allclose(s.low, z.min(0)) and np.allclose(s.high, z.max(0))
+
+
+def test_quantiles_interpolate(raw):
+    s = RewardStats.fit(raw, ["a", "b"])
+    z = s.normalize(raw)
+    for q in (0.0, 0.25, 0.7, 1.0):
+        assert np.allclose(s.quantile(q), np.quantile(z, q, axis=0), atol=1e-9)
+    assert s.quantile([0.0, 1.0]).tolist() == [s.quantiles[0][0], s.quantiles[1][-1]]
+
+
+def test_gaussian_range_is_about_four_sigma(raw):
+    s = RewardStats.fit(raw, ["a", "b"], range_source="gaussian")
+    assert -5 < s.low[0] < -3.5 and 3.5 < s.high[0] < 5
+    assert s.low[0] == s.low[1]
+
+
+def test_json_round_trip(tmp_path, raw):
+    s = RewardStats.fit(raw, ["a", "b"], range_source="data", range_quantiles=(0.01, 0.99))
+    path = s.save(tmp_path)
+    assert path.name == "reward_stats.json"
+    t = RewardStats.load(tmp_path)
+    assert t == s
+    assert np.allclose(t.normalize(raw[:3]), s.normalize(raw[:3]))
+
+
+def test_single_vector_normalize(raw):
+    s = RewardStats.fit(raw, ["a", "b"])
+    assert s.normalize(raw[0]).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "data, names, match",
+    [
+        ([[1, 2], [1, 3]], ["a", "b"], "constant"),
+        ([[1, 2]], ["a", "b"], "at least 2"),
+        ([[1, 2, 3], [2, 3, 4]], ["a", "b"], "columns"),
+        ([[1, np.nan], [2, 3]], ["a", "b"], "NaN"),
+        ([["x", 1], [2, 3]], ["a", "b"], "numbers"),
+        ([[1, 2], [2, 3]], ["a", "a"], "unique"),
+    ],
+)
+def test_bad_fit(data, names, match):
+    with pytest.raises(ValueError, match=match):
+        RewardStats.fit(data, names)
+
+
+def test_bad_use(raw, tmp_path):
+    s = RewardStats.fit(raw, ["a", "b"])
+    with pytest.raises(ValueError, match="columns"):
+        s.normalize([[1, 2, 3]])
+    with pytest.raises(ValueError, match="levels"):
+        s.quantile(1.5)
+    with pytest.raises(ValueError, match="range_source"):
+        RewardStats.fit(raw, ["a", "b"], range_source="magic")
+    with pytest.raises(FileNotFoundError):
+        RewardStats.load(tmp_path / "missing.json")
