@@ -40,6 +40,10 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
 def append_jsonl(path: str | Path, rows: list[dict]) -> None:
     """Append rows and fsync: a kill loses at most the batch being written, never earlier rows."""
     path = Path(path)

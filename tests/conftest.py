@@ -82,3 +82,33 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     build_tiny_lm(tiny_tokenizer).save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+def make_tiny_adapter(folder, model_dir, reward_names=("positivity", "brevity"), seed=0):
+    """A LoRA adapter on the tiny LM with RiC metadata: what train/sft.py writes, in a blink."""
+    import numpy as np
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ric.artifacts import RicMeta
+    from ric.conditioning import ConditioningFormat
+    from ric.normalization import RewardStats
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    peft.save_pretrained(folder)
+    rng = np.random.default_rng(seed)
+    stats = RewardStats.fit(rng.normal(size=(200, len(reward_names))), list(reward_names))
+    stats.save(folder)
+    RicMeta(
+        base_model=str(model_dir),
+        reward_names=list(reward_names),
+        stats=stats.to_dict(),
+        conditioning=ConditioningFormat().to_dict(),
+    ).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tmp_path_factory, tiny_model_dir):
+    return make_tiny_adapter(tmp_path_factory.mktemp("tiny_adapter"), tiny_model_dir)

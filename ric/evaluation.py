@@ -1,0 +1,149 @@
+"""Preference sweeps: the empirical Pareto front of a steerable model (METHOD.md section 8).
+
+For each weight vector of the sweep: map it to desired rewards, generate on held-out prompts,
+score, and report the MEAN normalized reward vector. The points form the front; hypervolume is
+reported with its reference point, plus sparsity and controllability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ric.artifacts import append_jsonl, read_jsonl, write_json
+from ric.config import field
+from ric.generation import GenerationSettings
+from ric.mapping import simplex_grid
+from ric.pareto import controllability_report, hypervolume, pareto_mask, sparsity
+from ric.steering import SteerableModel
+from ric.training import cpu_seconds, read_prompts
+
+FRONT_FILE = "front.json"
+REFERENCE_QUANTILE = 0.02
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    adapter: str | None = field("assets/text/adapter", "RiC adapter folder to evaluate")
+    model: str | None = field(None, "base model id or path (default: the adapter's base)")
+    base: bool = field(False, "evaluate the base model WITHOUT conditioning (one point)")
+    prompts: str = field("assets/prompts/eval.txt", "held-out prompts, one per line")
+    max_prompts: int | None = field(100, "use the first N prompts (None: all)")
+    points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
+    method: str | None = field(None, "mapping method (default: the adapter's)")
+    max_new_tokens: int = field(64, "generation cap")
+    temperature: float = field(0.7, "sampling temperature")
+    top_p: float = field(0.9, "nucleus sampling")
+    batch_size: int = field(48, "generation batch size")
+    dtype: str = field("bfloat16", "inference dtype")
+    reference_point: list | None = field(
+        None, "hypervolume reference point (default: each reward's 0.02 training quantile)"
+    )
+    label: str | None = field(None, "name of this front in plots and tables")
+    out: str = field("runs/eval", "output folder: front.json, samples.jsonl, front.html/png")
+    seed: int = field(0, "sampling seed")
+
+
+def reference_point(steer: SteerableModel, given=None) -> np.ndarray:
+    """One reference point shared by every method evaluated with the same reward statistics."""
+    if given is not None:
+        ref = np.asarray(given, dtype=float)
+        if ref.shape != (len(steer.reward_names),):
+            raise ValueError(f"reference_point needs {len(steer.reward_names)} values")
+        return ref
+    return np.round(steer.stats.quantile(REFERENCE_QUANTILE), 3)
+
+
+def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict:
+    """Run (or resume) the sweep; writes cfg.out/front.json and returns it."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0, c0 = time.time(), cpu_seconds()
+    if steer is None:
+        steer = load_for_eval(cfg)
+    prompts = read_prompts(cfg.prompts)[: cfg.max_prompts]
+    n = len(steer.reward_names)
+    sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()
+    settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    samples_file = out / "samples.jsonl"
+    done = {tuple(r["weights"]) if r["weights"] else None for r in read_jsonl(samples_file)}
+    for k, w in enumerate(sweep):
+        if (tuple(w) if w else None) in done:
+            continue
+        weights = w if w is not None else [1.0 / n] * n
+        texts, desired, achieved = steer.generate_batch(
+            prompts,
+            weights,
+            settings,
+            cfg.method,
+            cfg.batch_size,
+            seed=cfg.seed + k,
+            progress=True,
+        )
+        rows = [
+            {
+                "weights": w,
+                "desired": None if cfg.base else desired.tolist(),
+                "prompt": p,
+                "response": t,
+                "achieved": a.round(4).tolist(),
+            }
+            for p, t, a in zip(prompts, texts, achieved, strict=True)
+        ]
+        append_jsonl(samples_file, rows)
+    return write_front(
+        cfg, steer, sweep, read_jsonl(samples_file), time.time() - t0, cpu_seconds() - c0
+    )
+
+
+def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
+    names = steer.reward_names
+    points, per_prompt = [], []
+    for w in sweep:
+        mine = [r for r in rows if r["weights"] == w]
+        ach = np.array([r["achieved"] for r in mine])
+        points.append(
+            {
+                "weights": w,
+                "desired": mine[0]["desired"],
+                "achieved": ach.mean(axis=0).round(4).tolist(),
+                "achieved_sem": (ach.std(axis=0) / np.sqrt(len(ach))).round(4).tolist(),
+            }
+        )
+        per_prompt.append(ach.round(3).tolist())
+    achieved = np.array([p["achieved"] for p in points])
+    ref = reference_point(steer, cfg.reference_point)
+    front = {
+        "label": cfg.label or ("base (no conditioning)" if cfg.base else "RiC"),
+        "reward_names": names,
+        "reference_point": ref.tolist(),
+        "hypervolume": float(hypervolume(achieved, ref)),
+        "sparsity": float(sparsity(achieved[pareto_mask(achieved)])),
+        "points": points,
+        "per_prompt": {"n_prompts": len(per_prompt[0]), "achieved": per_prompt},
+        "settings": dataclasses.asdict(cfg),
+        "stats_source": steer.stats.to_dict()["range_source"],
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+    }
+    if not cfg.base:
+        w = np.array(sweep)
+        desired = np.array([p["desired"] for p in points])
+        front["controllability"] = controllability_report(w, desired, achieved)
+    write_json(Path(cfg.out) / FRONT_FILE, front)
+    return front
+
+
+def load_for_eval(cfg: EvalConfig) -> SteerableModel:
+    from ric.models import load_adapter_meta
+
+    if cfg.adapter is None:
+        raise ValueError("evaluation needs an adapter folder (its ric.json names the rewards)")
+    if cfg.base:
+        return SteerableModel.load(
+            meta=load_adapter_meta(cfg.adapter), model=cfg.model, dtype=cfg.dtype
+        )
+    return SteerableModel.load(cfg.adapter, model=cfg.model, dtype=cfg.dtype)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from ric.generation import GenerationSettings
+from ric.models import load_adapter_meta
+from ric.steering import SteerableModel, check_user_prompt
+
+
+@pytest.fixture(scope="module")
+def steer(tiny_adapter_dir):
+    return SteerableModel.load(tiny_adapter_dir, dtype="float32")
+
+
+def test_reply_has_desired_and_achieved(steer):
+    r = steer.reply("hello <rm1_score> 9", [0.2, 0.8], settings=GenerationSettings(8), seed=0)
+    assert len(r.desired) == 2 and len(r.achieved) == 2
+    assert np.allclose(r.desired, steer.desired([0.2, 0.8]))
+    assert r.desired[1] == pytest.approx(steer.stats.high[1])  # dominant reward gets high
+
+
+def test_prompt_carries_tags_only_when_conditioned(steer, tiny_adapter_dir):
+    text = steer.prompt("hi <rm2_score> 5", [1.0, -1.0])
+    assert text.count("<rm1_score>") == 1 and text.count("<rm2_score>") == 1
+    base = SteerableModel.load(meta=load_adapter_meta(tiny_adapter_dir), dtype="float32")
+    assert not base.conditioned and "<rm" not in base.prompt("hi <rm2_score> 5", [1.0, -1.0])
+
+
+def test_stream_chat(steer):
+    msgs = [{"role": "user", "content": "hello"}]
+    pieces = list(steer.stream_chat(msgs, [0.5, 0.5], settings=GenerationSettings(6)))
+    assert pieces and isinstance(pieces[-1], str)
+
+
+def test_bad_input(steer):
+    with pytest.raises(ValueError, match="empty"):
+        steer.reply("   ", [0.5, 0.5])
+    with pytest.raises(ValueError, match="non-negative"):
+        steer.reply("hi", [-1, 2])
+    with pytest.raises(ValueError, match="expected 2 weights"):
+        steer.reply("hi", [0.2, 0.3, 0.5])
+    text, notices = check_user_prompt("x" * 5000, max_chars=100)
+    assert len(text) == 100 and "truncated" in notices[0]

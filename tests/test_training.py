@@ -1,0 +1,295 @@
+"""The whole RiC pipeline on a tiny in-code model: prepare, SFT, online MORS, evaluate."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+import ric.training as training
+from ric.artifacts import RicMeta, read_jsonl
+from ric.config import load_config
+from ric.evaluation import EvalConfig, evaluate_front
+from ric.normalization import RewardStats
+from ric.rewards import REWARDS as REWARDS_REGISTRY
+from ric.training import (
+    OnlineRecipe,
+    PrepareConfig,
+    SFTRecipe,
+    frontier_targets,
+    keep_mask,
+    mors_iteration,
+    prepare_dataset,
+    train_sft,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _vowel_share():
+    """A test-only reward that varies even on a random tiny model's gibberish."""
+
+    def fn(prompts, responses):
+        return np.array([sum(c in "aeiou" for c in r) / (len(r) + 1) for r in responses])
+
+    return fn
+
+
+REWARDS_REGISTRY.setdefault("vowel_share", _vowel_share)
+REWARDS = ["vowel_share", "brevity"]
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
+    path.write_text(
+        "hello there\nmy dog died\n# a comment\n\nexplain how a bicycle works\n"
+        "the weather is sunny\nhow are you today\nwhat is great\n"
+    )
+    return path
+
+
+def _prepare_cfg(out, model_dir, prompts, **kw):
+    return PrepareConfig(
+        out_dir=str(out),
+        model=str(model_dir),
+        prompts=str(prompts),
+        samples_per_prompt=2,
+        max_new_tokens=6,
+        batch_size=4,
+        chunk=4,
+        rewards=REWARDS,
+        dtype="float32",
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, tiny_model_dir, prompts_file):
+    out = tmp_path_factory.mktemp("data")
+    prepare_dataset(_prepare_cfg(out, tiny_model_dir, prompts_file))
+    return out
+
+
+def _sft(out, model_dir, data_dir, **kw):
+    fields = dict(
+        data_dir=str(data_dir),
+        out_dir=str(out),
+        model=str(model_dir),
+        rewards=REWARDS,
+        lora_r=2,
+        lora_alpha=4,
+        batch_size=4,
+        max_steps=2,
+        save_steps=1,
+        logging_steps=1,
+        learning_rate=1e-2,
+        max_length=64,
+    )
+    return train_sft(SFTRecipe(**{**fields, **kw}))
+
+
+def test_prepare_writes_dataset_and_stats(data_dir):
+    rows = read_jsonl(data_dir / "dataset.jsonl")
+    assert len(rows) == 12 and all(len(r["raw"]) == 2 for r in rows)
+    stats = RewardStats.load(data_dir)
+    assert stats.names == REWARDS and stats.n_samples == 12
+    meta = json.loads((data_dir / "data.json").read_text())
+    assert np.array(meta["reward_correlation"]).shape == (2, 2)
+
+
+def test_killed_prepare_resumes_without_redoing_work(
+    tmp_path, tiny_model_dir, prompts_file, monkeypatch
+):
+    real_generate, calls = training.generate, []
+
+    def dying_generate(*args, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(len(args[2]))
+        return real_generate(*args, **kw)
+
+    monkeypatch.setattr(training, "generate", dying_generate)
+    cfg = _prepare_cfg(tmp_path, tiny_model_dir, prompts_file)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(cfg)
+    before = read_jsonl(tmp_path / "samples.jsonl")
+    assert 0 < len(before) < 12 and not (tmp_path / "dataset.jsonl").exists()
+
+    calls.clear()
+    monkeypatch.setattr(
+        training, "generate", lambda *a, **k: calls.append(len(a[2])) or real_generate(*a, **k)
+    )
+    prepare_dataset(cfg)
+    after = read_jsonl(tmp_path / "samples.jsonl")
+    assert after[: len(before)] == before  # finished samples kept as they were
+    assert sum(calls) == 12 - len(before)  # and only the rest generated
+    assert len({r["key"] for r in after}) == 12
+    # A third run has nothing left to do: no generation, no rescoring.
+    calls.clear()
+    prepare_dataset(cfg)
+    assert calls == [] and len(read_jsonl(tmp_path / "scores.jsonl")) == 12
+
+
+def test_preference_dataset_input(tmp_path, tiny_model_dir):
+    src = tmp_path / "hh.jsonl"
+    rows = [
+        {
+            "chosen": f"\n\nHuman: question {i}?\n\nAssistant: a kind answer {i}",
+            "rejected": f"\n\nHuman: question {i}?\n\nAssistant: no {i}",
+        }
+        for i in range(3)
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = prepare_dataset(
+        PrepareConfig(out_dir=str(tmp_path / "d"), hf_dataset=str(src), rewards=REWARDS)
+    )
+    data = read_jsonl(out / "dataset.jsonl")
+    assert len(data) == 6 and data[0]["prompt"].endswith("\n\nAssistant:")
+    assert data[0]["response"] == "a kind answer 0"
+
+
+def test_sft_trains_lora_only(tmp_path, tiny_model_dir, data_dir):
+    adapter = _sft(tmp_path / "sft", tiny_model_dir, data_dir)
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert weights and all("lora_" in k for k in weights)
+    # LoRA B starts at zero: any non-zero B means the adapter trained.
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    meta = RicMeta.load(adapter)
+    assert meta.reward_names == REWARDS and meta.base_model == str(tiny_model_dir)
+    base_before = load_file(Path(tiny_model_dir) / "model.safetensors")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
+    merged_base = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v
+        for k, v in model.state_dict().items()
+        if "lora_" not in k
+    }
+    for k, v in base_before.items():
+        assert np.allclose(merged_base[k].numpy(), v.numpy()), f"base weight {k} changed"
+    log = json.loads((tmp_path / "sft" / "train_log.json").read_text())
+    assert log["steps"] == 2 and log["cpu_seconds"] > 0
+
+
+def test_sft_resumes_from_checkpoint(tmp_path, tiny_model_dir, data_dir, capfd):
+    _sft(tmp_path, tiny_model_dir, data_dir, max_steps=2)
+    assert (tmp_path / "checkpoints" / "checkpoint-2").exists()
+    _sft(tmp_path, tiny_model_dir, data_dir, max_steps=3)
+    assert "resuming from" in capfd.readouterr().out
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["steps"] == 3
+
+
+def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
+    adapter = _sft(tmp_path / "sft", tiny_model_dir, data_dir)
+    recipe = OnlineRecipe(
+        data_dir=str(data_dir),
+        adapter=str(adapter),
+        out_dir=str(tmp_path / "on"),
+        n_prompts=8,
+        max_new_tokens=6,
+        batch_size=4,
+        prompts=str(prompts_file),
+        dtype="float32",
+        sft={"max_steps": 2, "learning_rate": 1e-2, "batch_size": 4},
+    )
+    new_adapter, kept = mors_iteration(recipe, str(adapter), 1, [])
+    mors = json.loads((tmp_path / "on" / "iter_1" / "mors.json").read_text())
+    assert mors["generated"] == 8 and mors["mixed"] >= mors["kept"]
+    before = load_file(Path(adapter) / "adapter_model.safetensors")
+    after = load_file(Path(new_adapter) / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in before)
+
+    cfg = EvalConfig(
+        adapter=new_adapter,
+        prompts=str(prompts_file),
+        max_prompts=3,
+        points=3,
+        max_new_tokens=4,
+        batch_size=8,
+        dtype="float32",
+        out=str(tmp_path / "ev"),
+    )
+    front = evaluate_front(cfg)
+    assert [p["weights"] for p in front["points"]] == [[0, 1], [0.5, 0.5], [1, 0]]
+    assert len(front["reference_point"]) == 2 and front["hypervolume"] >= 0
+    assert "spearman" in front["controllability"]
+    base = evaluate_front(EvalConfig(**{**cfg.__dict__, "base": True, "out": str(tmp_path / "b")}))
+    assert len(base["points"]) == 1 and base["points"][0]["weights"] is None
+
+
+def test_frontier_targets_and_filter():
+    rng = np.random.default_rng(0)
+    t = frontier_targets([-1, -2, -3], [1, 2, 3], 500, rng)
+    at_high = np.isclose(t, [1, 2, 3])
+    assert np.all(at_high.sum(axis=1) >= 2)  # all but one dimension on the upper boundary
+    stats = RewardStats.fit(rng.normal(size=(1000, 2)), ["a", "b"])
+    q = stats.quantile(0.7)
+    z = np.array([[q[0] + 0.1, -5], [-5, q[1] + 0.1], [q[0] - 0.1, q[1] - 0.1]])
+    assert keep_mask(z, stats).tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("*.yaml")))
+def test_every_shipped_recipe_parses(recipe):
+    name = recipe.stem
+    cls = (
+        PrepareConfig if name.endswith("_data") else OnlineRecipe if "online" in name else SFTRecipe
+    )
+    cfg = load_config(cls, recipe)
+    if isinstance(cfg, SFTRecipe):
+        SFTRecipe(**{**cfg.__dict__})  # conditioning dict must also be valid
+        from ric.conditioning import ConditioningFormat
+
+        ConditioningFormat.from_dict(cfg.conditioning)
+
+
+def test_bad_recipe_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rte: 0.1\n")
+    with pytest.raises(ValueError, match="unknown SFTRecipe fields"):
+        load_config(SFTRecipe, bad)
+
+
+@pytest.mark.slow
+def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, tiny_model_dir, data_dir):
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "train" / "sft.py"),
+        "--data-dir",
+        str(data_dir),
+        "--out-dir",
+        str(tmp_path),
+        "--model",
+        str(tiny_model_dir),
+        "--rewards",
+        "vowel_share,brevity",
+        "--lora-r",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "2",
+        "--max-length",
+        "64",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "train_log.json").read_text())["steps"] == 2
