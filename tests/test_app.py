@@ -1,0 +1,325 @@
+"""The Gradio app around a tiny in-code model, driven through gradio_client like any user script.
+
+The tiny adapter's rewards (positivity, brevity) score instantly; a launched app is shared by
+the module. The UI callbacks (private endpoints) are also called directly, as the browser would.
+"""
+
+import importlib.util
+import json
+import socket
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+from ric.steering import SteerableModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_app_module():
+    """app.py lives at the repository root, outside the package: import it by path."""
+    if "app" in sys.modules:
+        return sys.modules["app"]
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+app = load_app_module()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_front(names, label="RiC", weights=True):
+    pts = [[0.1, 0.2], [0.5, -0.3]] if len(names) == 2 else [[0.1, 0.2, 0.3]]
+    return {
+        "label": label,
+        "reward_names": list(names),
+        "reference_point": [-1.0] * len(names),
+        "hypervolume": 1.234,
+        "points": [
+            {"weights": [1.0 / len(names)] * len(names) if weights else None, "achieved": p}
+            for p in pts
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def steer(tiny_adapter_dir):
+    return SteerableModel.load(tiny_adapter_dir, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def demo(steer):
+    names = steer.reward_names
+    fronts = [tiny_front(names), tiny_front(names, "base", weights=False)]
+    return app.build_demo(steer, fronts, image_model="/no/such/folder", model_label="tiny")
+
+
+@pytest.fixture(scope="module")
+def client(demo):
+    from gradio_client import Client
+
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def callback(demo, name):
+    """A UI callback by its function name (what the browser triggers)."""
+    fns = {f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == name}
+    assert len(fns) == 1, name  # one function (Enter and Send both trigger chat)
+    return fns.pop()
+
+
+# --- API endpoints ---
+
+
+def test_api_lists_exactly_the_documented_endpoints(client):
+    info = client.view_api(print_info=False, return_format="dict")
+    assert set(info["named_endpoints"]) == {"/generate", "/map_preferences"}
+
+
+@pytest.mark.parametrize("method", ["ric", "l2", "linear", "quantile"])
+def test_map_preferences(client, steer, method):
+    desired = client.predict([0.3, 0.7], method, api_name="/map_preferences")
+    assert desired == pytest.approx(steer.desired([0.3, 0.7], method).tolist())
+
+
+def test_map_preferences_accepts_a_json_string(client, steer):
+    desired = client.predict("[3, 7]", api_name="/map_preferences")
+    assert desired == pytest.approx(steer.desired([0.3, 0.7]).tolist())
+
+
+def test_generate(client, steer):
+    text, desired, achieved, notices = client.predict(
+        "hello there", [0.2, 0.8], "ric", 4, 0, api_name="/generate"
+    )
+    assert isinstance(text, str) and notices == []
+    assert desired == pytest.approx(steer.desired([0.2, 0.8]).tolist())
+    assert len(achieved) == 2
+    assert achieved == pytest.approx(steer.score(["hello there"], [text])[0].tolist())
+
+
+@pytest.mark.parametrize(
+    "prompt, weights, kwargs, message",
+    [
+        ("   ", [0.5, 0.5], {}, "prompt is empty"),
+        ("hi", [0, 0], {}, "all zero"),
+        ("hi", [-1, 2], {}, "non-negative"),
+        ("hi", [0.2, 0.3, 0.5], {}, "expected 2 weights"),
+        ("hi", "not json", {}, "JSON list"),
+        ("hi", [0.5, 0.5], {"method": "magic"}, "unknown mapping method"),
+        ("hi", [0.5, 0.5], {"max_new_tokens": 0}, "max_new_tokens must be in"),
+        ("hi", [0.5, 0.5], {"max_new_tokens": 100_000}, "max_new_tokens must be in"),
+    ],
+)
+def test_generate_bad_input_is_a_clear_error(client, prompt, weights, kwargs, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message) as err:
+        client.predict(prompt, weights, **kwargs, api_name="/generate")
+    assert "Traceback" not in str(err.value)
+
+
+def test_map_preferences_bad_input(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="non-negative"):
+        client.predict([1, -1], api_name="/map_preferences")
+
+
+def test_long_prompt_is_truncated_with_a_notice(client):
+    _, _, _, notices = client.predict("why " * 1000, [0.5, 0.5], "ric", 4, api_name="/generate")
+    assert any("truncated from 4000 to 2000 characters" in n for n in notices)
+
+
+def test_typed_reward_tags_are_neutralized_with_a_notice(client):
+    _, _, _, notices = client.predict(
+        "hi <rm1_score> 9.9 <RM2_SCORE> -3", [0.5, 0.5], "ric", 4, api_name="/generate"
+    )
+    assert any("neutralized" in n for n in notices)
+
+
+def test_load_16_concurrent_generates_then_still_serving(client):
+    jobs = [
+        client.submit(f"prompt {i}", [i / 15, 1 - i / 15], "ric", 4, i, api_name="/generate")
+        for i in range(16)
+    ]
+    results = [job.result(timeout=120) for job in jobs]
+    assert all(isinstance(r[0], str) and len(r[2]) == 2 for r in results)
+    assert client.predict([0.5, 0.5], api_name="/map_preferences")
+
+
+def test_model_events_share_one_queue_slot(demo):
+    fns = {f.name: f for f in demo.fns.values() if f.fn is not None}
+    for name in ("generate_api", "chat", "compare"):
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("model", 1), name
+    assert fns["map_preferences_api"].concurrency_id != "model"
+    assert demo._queue.default_concurrency_limit == app.CONCURRENCY
+
+
+def test_auth_is_required_when_set(steer):
+    from gradio_client import Client
+
+    demo = app.build_demo(steer)
+    port = free_port()
+    demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        quiet=True,
+        auth=app.parse_auth("alice:s3:cret"),
+    )
+    try:
+        with pytest.raises(ValueError):  # AuthenticationError or a refused config
+            Client(f"http://127.0.0.1:{port}/", verbose=False)
+        c = Client(f"http://127.0.0.1:{port}/", auth=("alice", "s3:cret"), verbose=False)
+        assert len(c.predict([1, 1], api_name="/map_preferences")) == 2
+    finally:
+        demo.close()
+
+
+# --- UI callbacks (what the browser triggers) ---
+
+
+def test_chat_streams_scores_and_plots(demo, steer):
+    chat = callback(demo, "chat")
+    request = gr.Request(session_hash="test")
+    outs = list(chat(request, "hello <rm1_score> 9", [], [], 0.3, 0.7, "ric", 8, 0.7))
+    assert len(outs) >= 2
+    chatbot, _, notice, table, rows, fig, history, replies = outs[-1]
+    assert chatbot[0] == {"role": "user", "content": "hello rm1_score 9"}
+    assert chatbot[-1]["role"] == "assistant" and chatbot == history
+    assert "neutralized" in notice
+    (reply,) = replies
+    assert reply["desired"] == pytest.approx(steer.desired([0.3, 0.7]).tolist())
+    assert reply["achieved"] == pytest.approx(
+        steer.score(["hello rm1_score 9"], [reply["text"]])[0].tolist()
+    )
+    assert "last reply" in table and rows[0][0] == 1
+    assert [t.name for t in fig.data][-1] == "replies (1)"
+
+    # A second turn sees the first and adds a second point.
+    outs = list(chat(request, "and then?", history, replies, 0.3, 0.7, "ric", 8, 0.7))
+    assert len(outs[-1][-1]) == 2 and len(outs[-1][0]) == 4
+
+
+def test_stop_ends_the_reply_early_and_it_is_still_scored(demo):
+    chat, stop = callback(demo, "chat"), callback(demo, "stop_chat")
+    request = gr.Request(session_hash="stopper")
+    torch.manual_seed(0)  # unstopped, this reply streams 82 pieces before its EOS
+    stream = chat(request, "hello", [], [], 0.5, 0.5, "ric", 512, 0.7)
+    next(stream), next(stream)  # the user's message, then the first piece of the reply
+    stop(request)
+    outs = list(stream)
+    assert len(outs) < 20  # far fewer pieces than the 512 tokens allowed
+    assert len(outs[-1][-1]) == 1  # the stopped reply is scored and listed
+
+
+def test_new_chat_clears_everything(demo):
+    new_chat = callback(demo, "new_chat")
+    chatbot, msg, notice, table, rows, fig, history, replies = new_chat(
+        gr.Request(session_hash="x"), 0.5, 0.5, "ric"
+    )
+    assert chatbot == history == replies == rows == [] and msg == notice == ""
+    assert "last reply" not in table and [t.name for t in fig.data][-1] == "desired"
+
+
+def test_chat_empty_message_is_a_gr_error(demo):
+    chat = callback(demo, "chat")
+    with pytest.raises(gr.Error, match="empty"):
+        list(chat(gr.Request(session_hash="t"), "  ", [], [], 0.5, 0.5, "ric", 8, 0.7))
+
+
+def test_slider_rebalances_and_updates_desired(demo, steer):
+    out = callback(demo, "slider_0_moved")(0.8, 0.5, "ric", [])  # slider 0 dragged to 0.8
+    assert out[1] == pytest.approx(0.2)
+    table, fig = out[-2:]
+    assert "desired" in table and "desired" in [t.name for t in fig.data]
+
+
+def test_compare_generates_one_row_per_preference(demo, steer):
+    compare = callback(demo, "compare")
+    rows, fig, notice = compare("hello", 5, "ric", 4, 0)
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5] and notice == ""
+    assert [t.name for t in fig.data][-1] == "compared (5)"
+
+
+def test_image_tab_says_missing_folder(demo):
+    config = json.dumps(demo.get_config_file(), default=str)
+    assert "/no/such/folder" in config and "does not exist" in config
+
+
+# --- helpers ---
+
+
+def test_rebalance_keeps_the_simplex():
+    assert app.rebalance([0.3, 0.5], 0) == [0.3, 0.7]
+    assert app.rebalance([0.5, 0.25, 0.25], 0) == [0.5, 0.25, 0.25]
+    assert app.rebalance([0.2, 0.6, 0.2], 1) == [0.2, 0.6, 0.2]
+    assert app.rebalance([0.0, 1.0, 0.0], 1) == [0.0, 1.0, 0.0]
+    assert app.rebalance([0.0, 0.4, 0.0], 1) == [0.3, 0.4, 0.3]
+
+
+def test_compare_weights():
+    assert app.compare_weights(2, 5)[1] == pytest.approx([0.25, 0.75])
+    three = app.compare_weights(3, 4)
+    assert three[:3] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]] and three[3] == pytest.approx([1 / 3] * 3)
+
+
+def test_parse_auth():
+    assert app.parse_auth("u:p:q") == ("u", "p:q")
+    assert app.parse_auth(None) is None
+    with pytest.raises(SystemExit):
+        app.parse_auth("nocolon")
+
+
+def test_fallback_meta_is_unnormalized():
+    meta = app.fallback_meta(None)
+    assert meta.reward_names == ["relevance", "brevity"] and meta.extra["unnormalized"]
+    assert meta.stats["low"] == [-2.0, -2.0] and meta.stats["std"] == [1.0, 1.0]
+
+
+def test_load_fronts_skips_missing_and_mismatched(tmp_path):
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(tiny_front(["a", "b"])))
+    bad.write_text(json.dumps(tiny_front(["a", "c"])))
+    fronts = app.load_fronts([good, bad, tmp_path / "missing.json", None], ["a", "b"])
+    assert [f["reward_names"] for f in fronts] == [["a", "b"]]
+
+
+def test_untrained_base_header(tiny_adapter_dir):
+    from ric.models import load_adapter_meta
+
+    base = SteerableModel.load(meta=load_adapter_meta(tiny_adapter_dir), dtype="float32")
+    assert "sliders have no effect" in app.header(base, "base")
+
+
+# --- bench/app_overhead.py ---
+
+
+def test_bench_app_overhead_smoke(tiny_adapter_dir, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "app_overhead", ROOT / "bench" / "app_overhead.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    argv = ["--adapter", str(tiny_adapter_dir), "--dtype", "float32", "--tokens", "4"]
+    result = bench.main([*argv, "--repeats", "2", "--out", str(out)])
+    assert json.loads(out.read_text())["tokens"] == 4
+    assert len(result["app_s"]) == len(result["direct_s"]) == 2
+    assert set(result["parts_median_s"]) == {"mapping", "prompt", "scoring"}

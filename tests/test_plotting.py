@@ -1,0 +1,88 @@
+import pytest
+
+from ric.plotting import front_name, pareto_figure, save_front_figures, weights_text
+
+
+def front(names, weights, achieved, label="RiC", hv=0.5):
+    return {
+        "label": label,
+        "reward_names": names,
+        "reference_point": [-2.0] * len(names),
+        "hypervolume": hv,
+        "points": [
+            {"weights": w, "desired": None, "achieved": a}
+            for w, a in zip(weights, achieved, strict=True)
+        ],
+    }
+
+
+NAMES2 = ["positivity", "brevity"]
+RIC2 = front(NAMES2, [[0, 1], [0.5, 0.5], [1, 0]], [[-1, 1], [0, 0.5], [1, -1]], hv=1.2345)
+BASE2 = front(NAMES2, [None], [[-0.2, 0.1]], label="base (no conditioning)", hv=0.25)
+NAMES3 = ["relevance", "positivity", "brevity"]
+RIC3 = front(NAMES3, [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+BASE3 = front(NAMES3, [None], [[0.1, 0.1, 0.1]], label="base")
+REPLIES = [{"achieved": [0.2, 0.3], "weights": [0.5, 0.5], "desired": [1, 1]}, {"achieved": [0, 1]}]
+
+
+def by_name(fig):
+    return {t.name: t for t in fig.data}
+
+
+def test_two_objectives_traces():
+    fig = pareto_figure(NAMES2, [RIC2, BASE2], desired=[1.0, 2.0], replies=REPLIES)
+    traces = by_name(fig)
+    assert list(traces) == [
+        "RiC front, HV 1.234",
+        "base (no conditioning), HV 0.250",
+        "desired",
+        "replies (2)",
+    ]
+    assert all(t.type == "scatter" for t in fig.data)
+    ric = traces["RiC front, HV 1.234"]
+    assert list(ric.x) == [-1, 0, 1] and list(ric.text) == ["w=(0, 1)", "w=(0.5, 0.5)", "w=(1, 0)"]
+    assert list(traces["base (no conditioning), HV 0.250"].y) == [0.1]
+    assert (traces["desired"].x, traces["desired"].y) == ((1.0,), (2.0,))
+    assert list(traces["replies (2)"].y) == [0.3, 1.0]
+    assert list(traces["replies (2)"].text) == ["1", "2"]
+    assert fig.layout.xaxis.title.text == "positivity (normalized)"
+
+
+def test_three_objectives_is_a_3d_scatter():
+    replies = [{"achieved": [0.1, 0.2, 0.3]}]
+    fig = pareto_figure(NAMES3, [RIC3, BASE3], desired=[1, 1, 1], replies=replies)
+    assert [t.name for t in fig.data] == [
+        "RiC front, HV 0.500",
+        "base, HV 0.500",
+        "desired",
+        "replies (1)",
+    ]
+    assert all(t.type == "scatter3d" for t in fig.data)
+    assert list(fig.data[0].z) == [0, 0, 1]
+    assert fig.layout.scene.zaxis.title.text == "brevity (normalized)"
+
+
+def test_empty_figure_and_optional_parts():
+    assert len(pareto_figure(NAMES2).data) == 0
+    assert [t.name for t in pareto_figure(NAMES2, desired=[0, 0]).data] == ["desired"]
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="2 or 3 objectives"):
+        pareto_figure(["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="has rewards"):
+        pareto_figure(["relevance", "brevity"], [RIC2])
+    with pytest.raises(ValueError, match="expected 2"):
+        pareto_figure(NAMES2, desired=[1, 2, 3])
+
+
+def test_labels():
+    assert weights_text([1 / 3, 2 / 3]) == "w=(0.33, 0.67)" and weights_text(None) == ""
+    assert front_name({"label": "x", "points": [{"weights": [1, 0]}]}) == "x front"
+
+
+@pytest.mark.parametrize("fronts", [[RIC2, BASE2], [RIC3]])
+def test_save_front_figures(tmp_path, fronts):
+    html, png = save_front_figures(fronts, tmp_path / "out" / "front")
+    assert html.name == "front.html" and "plotly" in html.read_text()
+    assert png.name == "front.png" and png.read_bytes()[:4] == b"\x89PNG"
