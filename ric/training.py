@@ -373,12 +373,17 @@ def train_sft(
             if not 1 <= recipe.lora_layers <= total:
                 raise ValueError(f"lora_layers must be in [1, {total}], got {recipe.lora_layers}")
             layers = list(range(total - recipe.lora_layers, total))
+        targets = recipe.target_modules
+        if layers and isinstance(targets, str):
+            # peft needs explicit module names with layers_to_transform: every Linear but the head.
+            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                              if isinstance(mod, torch.nn.Linear) and "lm_head" not in name})
         peft_config = LoraConfig(
             layers_to_transform=layers,
             r=recipe.lora_r,
             lora_alpha=recipe.lora_alpha,
             lora_dropout=recipe.lora_dropout,
-            target_modules=recipe.target_modules,
+            target_modules=targets if layers else recipe.target_modules,
             task_type="CAUSAL_LM",
         )
     args = SFTConfig(
@@ -492,6 +497,7 @@ def mors_iteration(
     from ric.models import load_model
 
     out = Path(recipe.out_dir) / f"iter_{it}"
+    t0, c0 = time.time(), cpu_seconds()
     meta = RicMeta.load(adapter)
     stats = RewardStats.from_dict(meta.stats)
     fmt = ConditioningFormat.from_dict(meta.conditioning)
@@ -545,6 +551,8 @@ def mors_iteration(
         "init_adapter": adapter,
         "data_dir": recipe.data_dir,
     }
+    # Generation and scoring cost; the SFT's own cost is in sft/train_log.json.
+    gen_wall, gen_cpu = time.time() - t0, cpu_seconds() - c0
     new_adapter = train_sft(SFTRecipe(**sft_fields), rows=mix, stats=stats)
     write_jsonl(out / "kept.jsonl", kept)
     write_json(
@@ -557,6 +565,8 @@ def mors_iteration(
             "offline_kept": len(good),
             "mixed": len(mix),
             "quantile_thresholds": stats.quantile(recipe.keep_quantile).tolist(),
+            "wall_seconds": gen_wall,
+            "cpu_seconds": gen_cpu,
         },
     )
     return str(new_adapter), kept_so_far
