@@ -1,19 +1,24 @@
-"""Gradio demo of Rewards-in-Context: move preference sliders, chat with the conditioned model.
+"""Gradio demo of Rewards-in-Context: move preference sliders, chat with the conditioned model,
+generate images with the conditioned image model.
 
     python app.py                                  # embedded default on http://127.0.0.1:7860
     python app.py --adapter runs/sft/adapter       # a RiC adapter you trained
+    python app.py --image-model runs/image/model   # a RiC image model you trained (Image tab)
     python app.py --host 0.0.0.0 --auth me:secret  # reachable from the network, with a login
     gradio app.py -- --adapter runs/sft/adapter    # hot reload while editing the UI
 
-This file only wires widgets to ric/: the model, the preference mapping and reward scoring live
-in ric.steering.SteerableModel, the figures in ric.plotting. Bad input (empty prompt, bad
-weights) raises ValueError in ric/; every callback turns it into gr.Error, so the user sees the
-message, never a stack trace, and the server keeps serving.
+This file only wires widgets to ric/: the models, the preference mapping and reward scoring
+live in ric.steering.SteerableModel (text) and ric.diffusion.SteerableImageModel (images), the
+figures in ric.plotting. Bad input (empty prompt, bad weights) raises ValueError in ric/ (or
+here); every callback turns it into gr.Error, so the user sees the message, never a stack
+trace, and the server keeps serving. Both models are loaded once, by main(), before serving.
 
 API (documented in README.md, called with gradio_client):
     /generate         (prompt, weights, method, max_new_tokens, seed)
                       -> (response, desired, achieved, notices)
     /map_preferences  (weights, method) -> desired
+    /generate_image   (weights, method, n, seed) -> (images, desired, achieved)
+                      (only when an image model is loaded)
 """
 
 # No `from __future__ import annotations` here: gr.api reads the endpoints' type hints at
@@ -36,6 +41,7 @@ import numpy as np
 
 from ric.artifacts import RicMeta, read_json
 from ric.conditioning import ConditioningFormat, sanitize_user_text
+from ric.diffusion import SteerableImageModel, enlarge
 from ric.generation import GenerationSettings, generate
 from ric.mapping import METHODS, simplex_grid
 from ric.models import DEFAULT_MODEL
@@ -60,6 +66,18 @@ HISTORY_MESSAGES = 8  # earlier chat messages kept in the model input (4 exchang
 MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
 CONCURRENCY = 8  # cheap events (mapping, plots) at once
 QUEUE_SIZE = 64  # waiting requests beyond this are refused with "queue full"
+
+IMAGE_ASSETS = Path(__file__).parent / "assets" / "image"
+DEFAULT_IMAGE_MODEL = IMAGE_ASSETS / "model"
+IMAGE_FRONT = IMAGE_ASSETS / "front.json"
+IMAGE_BASE_FRONT = IMAGE_ASSETS / "base_front.json"
+IMAGE_TRAIN_COMMAND = "python train/train_diffusion.py --config train/recipes/cpu_image.yaml"
+MAX_IMAGES = 8  # per request
+DISPLAY_SIZE = 128  # smaller images (the embedded model makes 32 px) are enlarged to this
+MAX_SEED = 2**32 - 1
+# The image model has its own slot: it is a different model (its own lock), so an image request
+# does not wait behind a long chat reply, and vice versa.
+IMAGE_QUEUE = dict(concurrency_id="image_model", concurrency_limit=1)
 
 # Gradio's convention (and what `gradio app.py` hot reload looks up). main() builds it, so
 # importing this module, as the tests do, loads no model.
@@ -127,6 +145,49 @@ def load_fronts(paths: Sequence[str | Path | None], reward_names: Sequence[str])
     return fronts
 
 
+def no_image_model_note(problem: str | None = None) -> str:
+    """The Image tab's text when there is no image model: why, and how to get one."""
+    lead = problem or (
+        "**No image model:** the RiC image model has not been trained and shipped yet."
+    )
+    return (
+        f"{lead}\n\n"
+        "Train the embedded one (a small reward-conditioned UNet, about 20 minutes on 2 CPU "
+        "cores; docs/IMAGE.md):\n\n"
+        f"```bash\n{IMAGE_TRAIN_COMMAND}\n```\n\n"
+        "then start the app with `--image-model runs/image/model` (or ship it as "
+        "`assets/image/model`, the default)."
+    )
+
+
+def load_image_model(
+    folder: str | Path | None, device: str | None = None
+) -> tuple[SteerableImageModel | None, str]:
+    """(model, a one-line description), or (None, why there is none: Markdown for the tab).
+    A missing or broken image model never stops the app: the Text tabs work without it."""
+    if folder is None:
+        return None, no_image_model_note()
+    if not Path(folder).exists():
+        return None, no_image_model_note(
+            f"**`--image-model {folder}`: that folder does not exist.**"
+        )
+    t0 = time.time()
+    print(f"ric: loading RiC image model {folder} ...", flush=True)
+    try:
+        image = SteerableImageModel.load(folder, device=device)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+        print(f"ric: cannot load the image model {folder}: {e}", file=sys.stderr, flush=True)
+        return None, no_image_model_note(
+            f"**Cannot load the image model `{folder}`:** "
+            + html.escape(str(e) or type(e).__name__, quote=False)
+        )
+    print(
+        f"ric: image model loaded in {time.time() - t0:.1f} s; rewards {image.reward_names}",
+        flush=True,
+    )
+    return image, f"RiC image model `{folder}`"
+
+
 # --- small helpers the callbacks share -------------------------------------------------------
 
 
@@ -192,6 +253,48 @@ def rebalance(weights: Sequence[float], moved: int) -> list[float]:
     return np.insert(rest, moved, w[moved]).round(2).tolist()
 
 
+def normalized(weights) -> list[float]:
+    w = np.asarray(weights, dtype=float)
+    return (w / w.sum()).tolist() if w.sum() > 0 else w.tolist()
+
+
+def weight_sliders(names: Sequence[str], elem_prefix: str = "w") -> list[gr.Slider]:
+    """One slider per reward, starting at equal weights (kept on the simplex by
+    wire_simplex_sliders)."""
+    w0 = round(1 / len(names), 2)
+    return [
+        gr.Slider(0, 1, value=w0, step=0.01, label=name, elem_id=f"{elem_prefix}-{name}")
+        for name in names
+    ]
+
+
+def wire_simplex_sliders(sliders, inputs, outputs, update, name: str = "slider") -> None:
+    """Moving slider i rebalances the others onto the simplex (`rebalance`), then
+    update(*weights, *inputs) fills `outputs`. The callbacks are named NAME_{i}_moved."""
+    n = len(sliders)
+
+    def on_slider(moved: int):
+        def slider_moved(*args):
+            weights = rebalance(args[:n], moved)
+            # The dragged slider is not sent back: that would fight the user's hand.
+            values = [gr.skip() if i == moved else w for i, w in enumerate(weights)]
+            return *values, *update(*weights, *args[n:])
+
+        slider_moved.__name__ = f"{name}_{moved}_moved"
+        return ui_errors(slider_moved)
+
+    for i, s in enumerate(sliders):
+        s.input(
+            on_slider(i),
+            [*sliders, *inputs],
+            [*sliders, *outputs],
+            queue=False,
+            show_progress="hidden",
+            trigger_mode="always_last",
+            api_visibility="private",
+        )
+
+
 def compare_weights(n: int, k: int) -> list[list[float]]:
     """k preferences spread over the simplex: evenly along w_1 for 2 objectives; for 3, the
     corners, the centre, the edge midpoints, then the thirds of the 13-vector sweep."""
@@ -206,7 +309,7 @@ def fmt_values(values: Sequence[float] | None, digits: int = 2) -> str:
     return "" if values is None else "  ".join(f"{v:+.{digits}f}" for v in values)
 
 
-def preference_table(names, weights, desired, achieved=None) -> str:
+def preference_table(names, weights, desired, achieved=None, achieved_label="last reply") -> str:
     """Markdown: normalized weights, desired rewards and the last reply's achieved rewards."""
     rows = [
         "| | " + " | ".join(names) + " |",
@@ -215,7 +318,7 @@ def preference_table(names, weights, desired, achieved=None) -> str:
         "| desired | " + " | ".join(f"{d:+.2f}" for d in desired) + " |",
     ]
     if achieved is not None:
-        rows.append("| last reply | " + " | ".join(f"{a:+.2f}" for a in achieved) + " |")
+        rows.append(f"| {achieved_label} | " + " | ".join(f"{a:+.2f}" for a in achieved) + " |")
     return "\n".join(rows)
 
 
@@ -238,10 +341,23 @@ def reply_rows(replies: list[dict]) -> list[list]:
 def build_demo(
     steer: SteerableModel,
     fronts: Sequence[dict] = (),
-    image_model: str | None = None,
+    image_model: SteerableImageModel | str | Path | None = None,
     model_label: str | None = None,
+    image_fronts: Sequence[dict] = (),
+    image_label: str | None = None,
 ) -> gr.Blocks:
-    """The app around a loaded model. fronts: front.json dicts to draw (ric.plotting)."""
+    """The app around a loaded model. fronts: front.json dicts to draw (ric.plotting).
+
+    image_model: a loaded SteerableImageModel (what main() passes), or a folder to load it from
+    now, or None; without one the Image tab says how to train it. image_fronts: the image
+    model's front.json dicts. image_label: the loaded model's description, or with
+    image_model None the tab's note (load_image_model's reason there is no model)."""
+    if isinstance(image_model, SteerableImageModel):
+        image, image_note = image_model, image_label or "RiC image model"
+    elif image_model is None and image_label:
+        image, image_note = None, image_label
+    else:
+        image, image_note = load_image_model(image_model)
     names = steer.reward_names
     n = len(names)
     plottable = n in (2, 3)
@@ -258,10 +374,6 @@ def build_demo(
 
     def figure(desired=None, replies=(), replies_name="replies"):
         return pareto_figure(names, fronts, desired, replies, replies_name) if plottable else None
-
-    def normalized(weights) -> list[float]:
-        w = np.asarray(weights, dtype=float)
-        return (w / w.sum()).tolist() if w.sum() > 0 else w.tolist()
 
     # -- API endpoints --
 
@@ -300,17 +412,6 @@ def build_demo(
         last = replies[-1]["achieved"] if replies else None
         table = preference_table(names, normalized(weights), desired, last)
         return table, figure(desired, replies)
-
-    def on_slider(moved: int):
-        def slider_moved(*args):
-            *weights, method, replies = args
-            weights = rebalance(weights, moved)
-            # The dragged slider is not sent back: that would fight the user's hand.
-            sliders = [gr.skip() if i == moved else w for i, w in enumerate(weights)]
-            return *sliders, *preferences(*weights, method, replies)
-
-        slider_moved.__name__ = f"slider_{moved}_moved"
-        return ui_errors(slider_moved)
 
     @ui_errors
     def chat(request: gr.Request, message, history, replies, *args):
@@ -400,10 +501,7 @@ def build_demo(
             with gr.Row():
                 with gr.Column(scale=3):
                     with gr.Row():
-                        sliders = [
-                            gr.Slider(0, 1, value=w, step=0.01, label=name, elem_id=f"w-{name}")
-                            for name, w in zip(names, w0, strict=True)
-                        ]
+                        sliders = weight_sliders(names)
                     with gr.Row():
                         method = gr.Radio(
                             list(METHODS),
@@ -470,21 +568,12 @@ def build_demo(
                     figure(), label="rewards (normalized)", visible=plottable, scale=2
                 )
         with gr.Tab("Image"):
-            image_tab(image_model)
+            image_tab(image, image_note, image_fronts)
 
         # -- events --
         private = dict(api_visibility="private")
         pref_inputs = [*sliders, method, replies]
-        for i, s in enumerate(sliders):
-            s.input(
-                on_slider(i),
-                pref_inputs,
-                [*sliders, pref_md, plot],
-                queue=False,
-                show_progress="hidden",
-                trigger_mode="always_last",
-                **private,
-            )
+        wire_simplex_sliders(sliders, [method, replies], [pref_md, plot], preferences)
         method.change(
             ui_errors(preferences), pref_inputs, [pref_md, plot], show_progress="hidden", **private
         )
@@ -539,19 +628,224 @@ def header(steer: SteerableModel, model_label: str | None) -> str:
     return "\n\n".join(lines)
 
 
-def image_tab(image_model: str | None) -> None:
-    """The Image tab. Hook for the RiC diffusion model (a later issue): build its UI here."""
-    if image_model is None:
-        gr.Markdown(
-            "No image model yet: the RiC text-to-image model comes in a later release. "
-            "Start the app with `--image-model FOLDER` once one is trained."
+def check_image_request(n, seed) -> tuple[int, int]:
+    """(n, seed) as ints, or ValueError saying what is wrong."""
+
+    def whole(x, what: str, lo: int, hi: int) -> int:
+        ok = isinstance(x, int | float) and not isinstance(x, bool) and float(x).is_integer()
+        if not ok or not lo <= x <= hi:
+            raise ValueError(f"{what} must be a whole number in [{lo}, {hi}], got {x!r}")
+        return int(x)
+
+    return whole(n, "n (number of images)", 1, MAX_IMAGES), whole(
+        0 if seed is None else seed, "seed", 0, MAX_SEED
+    )
+
+
+def for_display(images: Sequence) -> list:
+    """Images smaller than DISPLAY_SIZE enlarged (nearest neighbour: pixels stay crisp)."""
+    return [enlarge([im], DISPLAY_SIZE)[0] if im.width < DISPLAY_SIZE else im for im in images]
+
+
+def image_caption(k: int, names: Sequence[str], achieved: Sequence[float]) -> str:
+    """Gallery caption: "#2  compressibility +0.31 · colorfulness -1.20"."""
+    return f"#{k + 1}  " + " · ".join(
+        f"{name} {a:+.2f}" for name, a in zip(names, achieved, strict=True)
+    )
+
+
+def image_rows(names: Sequence[str], desired, achieved) -> list[list]:
+    """Rows of the results table: desired, each image's achieved rewards, their mean, and the
+    mean's gap to the desired rewards."""
+    mean = np.asarray(achieved).mean(axis=0)
+    rows = [["desired", *desired]]
+    rows += [[f"image {k + 1}", *a] for k, a in enumerate(achieved)]
+    rows += [["mean", *mean], ["mean - desired", *(mean - np.asarray(desired))]]
+    return [[r[0], *(round(float(v), 3) for v in r[1:])] for r in rows]
+
+
+def image_header(image: SteerableImageModel, label: str) -> str:
+    extra = image.meta.extra
+    size = extra.get("image_size") or extra.get("resolution")
+    parts = [
+        f"**Image model:** {label} ({image.backend_name})",
+        f"**rewards:** {', '.join(image.reward_names)}",
+        f"{extra.get('num_inference_steps', 25)} sampling steps, "
+        f"guidance {extra.get('guidance_scale', 3.0)}",
+    ]
+    if size:
+        parts.append(f"{size} px images" + (" (shown enlarged)" if size < DISPLAY_SIZE else ""))
+    timing = extra.get("train", {}).get("sample_timing") or {}
+    if timing.get("seconds"):
+        parts.append(f"{timing['n_images']} images in {timing['seconds']:.2g} s after training")
+    return " · ".join(parts)
+
+
+def image_tab(image: SteerableImageModel | None, note: str, fronts: Sequence[dict] = ()) -> None:
+    """The Image tab: preference sliders for the image rewards, generated images with their
+    achieved rewards and the image front; with no image model, `note` says why and how to
+    train one. Registers /generate_image when there is a model."""
+    if image is None:
+        gr.Markdown(note, elem_id="image-note")
+        return
+    names = image.reward_names
+    n = len(names)
+    plottable = n in (2, 3)
+    default_method = image.meta.mapping
+
+    def figure(desired=None, generations=()):
+        if not plottable:
+            return None
+        return pareto_figure(names, fronts, desired, generations, "generations")
+
+    def run(weights, method, n_images, seed):
+        n_images, seed = check_image_request(n_images, seed)
+        return image.generate(parse_weights(weights), n=n_images, seed=seed, method=method or None)
+
+    @ui_errors
+    def generate_image_api(weights, method, n, seed):
+        """`n` images (1-8) at preference `weights` (one per image reward, >= 0; renormalized
+        to sum 1), sampled with `seed`. Returns (images as a gallery: (file, caption) pairs, at
+        the model's own resolution; desired rewards; achieved rewards, one list per image);
+        rewards are normalized, in the model's reward order."""
+        images, desired, achieved = run(weights, method, n, seed)
+        gallery = [
+            (im, image_caption(k, names, a))
+            for k, (im, a) in enumerate(zip(images, achieved, strict=True))
+        ]
+        return gallery, desired.tolist(), achieved.tolist()
+
+    def preferences(*args):
+        """Sliders, method, generations -> preference table and plot."""
+        *weights, method, generations = args
+        desired = image.desired(weights, method).tolist()
+        last = generations[-1]["achieved"] if generations else None
+        table = preference_table(names, normalized(weights), desired, last, "last mean")
+        return table, figure(desired, generations)
+
+    @ui_errors
+    def generate_images(*args):
+        """Generate, score, then show the images, the table, the plot with the new mean."""
+        *weights, method, n_images, seed, generations = args
+        images, desired, achieved = run(weights, method, n_images, seed)
+        mean = achieved.mean(axis=0)
+        w = normalized(weights)
+        point = dict(weights=w, desired=desired.tolist(), achieved=mean.tolist())
+        generations = [*generations, point]
+        shown = for_display(images)
+        gallery = [
+            (im, image_caption(k, names, a))
+            for k, (im, a) in enumerate(zip(shown, achieved, strict=True))
+        ]
+        return (
+            gallery,
+            image_rows(names, desired, achieved),
+            preference_table(names, w, desired, mean, "last mean"),
+            figure(desired.tolist(), generations),
+            generations,
         )
-    elif not Path(image_model).exists():
-        gr.Markdown(f"**`--image-model {image_model}`: that folder does not exist.**")
-    else:
-        gr.Markdown(
-            f"Found `{image_model}`, but this version of the app cannot run image models yet."
-        )
+
+    @ui_errors
+    def clear_images(*args):
+        *weights, method = args
+        table, plot = preferences(*weights, method, [])
+        return [], [], table, plot, []
+
+    w0 = [round(1 / n, 2)] * n
+    d0 = image.desired(w0).tolist()
+    gr.Markdown(image_header(image, note), elem_id="image-header")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                sliders = weight_sliders(names, "img-w")
+            method = gr.Radio(
+                list(METHODS),
+                value=default_method,
+                label="mapping",
+                info=f"preference -> desired rewards (METHOD.md §6); this model's: {default_method}",
+                elem_id="img-method",
+            )
+            pref_md = gr.Markdown(preference_table(names, w0, d0), elem_id="img-preferences")
+            with gr.Row():
+                count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="images", elem_id="img-n")
+                seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="img-seed")
+            with gr.Row():
+                go = gr.Button("Generate", variant="primary", elem_id="img-generate")
+                clear = gr.Button("Clear", elem_id="img-clear")
+            gallery = gr.Gallery(
+                label="generated images",
+                columns=4,
+                height="auto",
+                object_fit="contain",
+                format="png",
+                interactive=False,
+                elem_id="img-gallery",
+            )
+            table = gr.Dataframe(
+                headers=["", *names],
+                value=[],
+                interactive=False,
+                label="rewards (normalized): desired vs achieved",
+                elem_id="img-rewards",
+            )
+        with gr.Column(scale=2):
+            plot = gr.Plot(
+                figure(d0),
+                label="image rewards (normalized)",
+                elem_id="img-pareto",
+                visible=plottable,
+            )
+    generations = gr.State([])
+
+    private = dict(api_visibility="private")
+    wire_simplex_sliders(
+        sliders, [method, generations], [pref_md, plot], preferences, "image_slider"
+    )
+    method.change(
+        ui_errors(preferences),
+        [*sliders, method, generations],
+        [pref_md, plot],
+        show_progress="hidden",
+        **private,
+    )
+    go.click(
+        generate_images,
+        [*sliders, method, count, seed, generations],
+        [gallery, table, pref_md, plot, generations],
+        show_progress="minimal",
+        **IMAGE_QUEUE,
+        **private,
+    )
+    clear.click(
+        clear_images,
+        [*sliders, method],
+        [gallery, table, pref_md, plot, generations],
+        queue=False,
+        **private,
+    )
+    # The API endpoint: hidden components only carry its inputs and outputs (a gallery, so
+    # gradio serves the images as files; gr.api could only return JSON).
+    with gr.Group(visible=False):
+        api_in = [
+            gr.JSON(label="weights"),
+            gr.Textbox(default_method, label="method"),
+            gr.Number(4, precision=0, label="n"),
+            gr.Number(0, precision=0, label="seed"),
+        ]
+        api_out = [
+            gr.Gallery(label="images", format="png"),
+            gr.JSON(label="desired"),
+            gr.JSON(label="achieved"),
+        ]
+    gr.on(
+        [],
+        generate_image_api,
+        api_in,
+        api_out,
+        api_name="generate_image",
+        show_progress="hidden",
+        **IMAGE_QUEUE,
+    )
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -585,7 +879,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "when the shipped model is used)",
     )
     p.add_argument("--base-front", help="the base model's front.json (same default rule)")
-    p.add_argument("--image-model", help="RiC image model folder (Image tab)")
+    p.add_argument(
+        "--image-model",
+        help="RiC image model folder for the Image tab (default: assets/image/model if it "
+        "exists; its fronts assets/image/front.json and base_front.json are drawn with it)",
+    )
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     p.add_argument("--port", type=int, default=7860)
@@ -596,6 +894,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="user:password login (default: env RIC_AUTH)",
     )
     return p.parse_args(argv)
+
+
+def image_setup(folder: str | None) -> tuple[SteerableImageModel | None, str, list[dict]]:
+    """(image model or None, its description or the tab's note, its fronts): the given folder,
+    else the shipped assets/image/model if it exists; the shipped fronts go with the shipped
+    model only."""
+    if folder is None and DEFAULT_IMAGE_MODEL.is_dir():
+        folder = str(DEFAULT_IMAGE_MODEL)
+    image, label = load_image_model(folder)
+    if image is None:
+        print("ric: no image model: the Image tab says how to train one", flush=True)
+        return None, label, []
+    fronts = []
+    if Path(folder).resolve() == DEFAULT_IMAGE_MODEL.resolve():
+        fronts = load_fronts([IMAGE_FRONT, IMAGE_BASE_FRONT], image.reward_names)
+    return image, label, fronts
 
 
 def main(argv=None) -> None:
@@ -614,7 +928,10 @@ def main(argv=None) -> None:
         ],
         steer.reward_names,
     )
-    demo = build_demo(steer, fronts, args.image_model, label)
+    image, image_label, image_fronts = image_setup(args.image_model)
+    demo = build_demo(
+        steer, fronts, image, label, image_fronts=image_fronts, image_label=image_label
+    )
     if auth is None and (args.share or args.host not in ("127.0.0.1", "localhost")):
         print("ric: WARNING: reachable beyond this machine without --auth", file=sys.stderr)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)

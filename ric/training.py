@@ -376,8 +376,13 @@ def train_sft(
         targets = recipe.target_modules
         if layers and isinstance(targets, str):
             # peft needs explicit module names with layers_to_transform: every Linear but the head.
-            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-                              if isinstance(mod, torch.nn.Linear) and "lm_head" not in name})
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, torch.nn.Linear) and "lm_head" not in name
+                }
+            )
         peft_config = LoraConfig(
             layers_to_transform=layers,
             r=recipe.lora_r,

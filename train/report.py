@@ -26,8 +26,10 @@ def _machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"torch {torch.__version__}, no GPU")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, no GPU"
+    )
 
 
 def _mins(s) -> str:
@@ -49,8 +51,11 @@ def main(argv=None):
     adapter_meta = read_json(runs / "sft" / "adapter" / "ric.json")
     recipe = adapter_meta["extra"]["recipe"]
     iters = sorted((runs / "online").glob("iter_*/mors.json"))
-    fronts = {k: read_json(runs / f"eval_{k}" / "front.json")
-              for k in ("base", "sft", "online") if (runs / f"eval_{k}" / "front.json").exists()}
+    fronts = {
+        k: read_json(runs / f"eval_{k}" / "front.json")
+        for k in ("base", "sft", "online")
+        if (runs / f"eval_{k}" / "front.json").exists()
+    }
 
     names = data["reward_names"]
     corr = np.array(data["reward_correlation"])
@@ -74,10 +79,12 @@ def main(argv=None):
         lines.append(
             f"| MORS {m.parent.name} (generate, score, SFT) | `python train/online.py --config "
             f"train/recipes/cpu_online.yaml` | {_mins(m_wall(m, log))} | "
-            f"{_mins(read_json(m).get('cpu_seconds', 0) + log['cpu_seconds'])} |")
+            f"{_mins(read_json(m).get('cpu_seconds', 0) + log['cpu_seconds'])} |"
+        )
     for k, f in fronts.items():
-        lines.append(f"| evaluate {k} | see below | {_mins(f['wall_seconds'])} | "
-                     f"{_mins(f['cpu_seconds'])} |")
+        lines.append(
+            f"| evaluate {k} | see below | {_mins(f['wall_seconds'])} | {_mins(f['cpu_seconds'])} |"
+        )
     lines += [
         "",
         "Evaluation commands:",
@@ -103,8 +110,9 @@ def main(argv=None):
         "|---|" + "---|" * len(names),
     ]
     for i, n in enumerate(names):
-        lines.append(f"| {n} | " + " | ".join(f"{corr[i, j]:+.2f}" for j in range(len(names)))
-                     + " |")
+        lines.append(
+            f"| {n} | " + " | ".join(f"{corr[i, j]:+.2f}" for j in range(len(names))) + " |"
+        )
     iu = np.triu_indices(len(names), 1)
     k = int(np.argmin(corr[iu]))
     pair = (names[iu[0][k]], names[iu[1][k]])
@@ -148,18 +156,24 @@ def main(argv=None):
             "monotonicity |",
             "|---|---|---|---|---|---|",
         ]
-        for k, f in fronts.items():
+        for f in fronts.values():
             c = f.get("controllability", {})
             sp = ", ".join(_fmt(x, 2) for x in c.get("spearman", [])) or "n/a"
             mono = ", ".join(_fmt(x, 2) for x in c.get("monotonicity", [])) or "n/a"
-            lines.append(f"| {f['label']} | {len(f['points'])} | {f['hypervolume']:.4f} | "
-                         f"{f['sparsity']:.4f} | {sp} | {mono} |")
+            lines.append(
+                f"| {f['label']} | {len(f['points'])} | {f['hypervolume']:.4f} | "
+                f"{f['sparsity']:.4f} | {sp} | {mono} |"
+            )
         lines += ["", "![fronts](training_front.png)", ""]
         for k, f in fronts.items():
             if k == "base":
                 continue
-            lines += [f"### {f['label']}: points", "",
-                      "| weights | desired | achieved (mean) |", "|---|---|---|"]
+            lines += [
+                f"### {f['label']}: points",
+                "",
+                "| weights | desired | achieved (mean) |",
+                "|---|---|---|",
+            ]
             for pt in f["points"]:
                 lines.append(f"| {pt['weights']} | {pt['desired']} | {pt['achieved']} |")
             lines.append("")

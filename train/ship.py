@@ -33,8 +33,11 @@ def main(argv=None):
         shutil.copy2(Path(args.adapter) / name, tmp / name)
     shutil.rmtree(dest / "adapter", ignore_errors=True)
     tmp.rename(dest / "adapter")
-    fronts = {"front.json": args.front, "base_front.json": args.base_front,
-              "offline_front.json": args.offline_front}
+    fronts = {
+        "front.json": args.front,
+        "base_front.json": args.base_front,
+        "offline_front.json": args.offline_front,
+    }
     for name, src in fronts.items():
         if src:
             write_json(dest / name, read_json(src))

@@ -1,0 +1,602 @@
+"""The baselines RiC is measured against (METHOD.md section 8), on RiC's own evaluation.
+
+- Rewarded Soups (Rame et al. 2023): one LoRA per reward, each trained by SFT on the top
+  quantile of the offline data for its reward, with plain prompts (no reward tags). At inference
+  the adapters are interpolated with the preference w.
+- MORLHF: RL on the scalarized reward sum_i w_i z_i (z: rewards normalized with the shared
+  RewardStats), one LoRA run per w, with TRL's GRPOTrainer (one reward function per reward and
+  `reward_weights` = w).
+- Prompt-only: the base model told the preference in words; no training.
+
+Each baseline is a `SteerableModel` with `conditioned=False` whose `generate_batch` first sets up
+the policy for w (mixes the soup, picks the MORLHF run, writes the instruction). So
+`ric.evaluation.evaluate_front` sweeps it exactly as it sweeps RiC: same prompts, same generation
+settings, same reward functions, same RewardStats (the RiC adapter's), same reference point,
+and the same front.json. The `desired` values a baseline front records are what RiC's mapping
+would ask for at w: the baseline never sees them (only Spearman and monotonicity are meaningful).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import ric.training as training
+from ric.artifacts import RicMeta, read_json, write_json
+from ric.conditioning import ConditioningFormat, sanitize_user_text
+from ric.config import field
+from ric.generation import generate
+from ric.normalization import RewardStats
+from ric.rewards import get_reward_fn
+from ric.steering import SteerableModel
+from ric.training import SFTRecipe, cpu_seconds, load_dataset_rows, read_prompts, train_sft
+
+TRAIN_LOG = "train_log.json"
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def shared_stats(data_dir: str | Path, rewards: Sequence[str]) -> RewardStats:
+    """The statistics train_sft fits for RiC on the same data: mean/std of ALL rows."""
+    rows = load_dataset_rows(data_dir, list(rewards))
+    return RewardStats.fit(np.array([r["raw"] for r in rows]), list(rewards))
+
+
+def same_normalization(a: RewardStats, b: RewardStats) -> bool:
+    """True when two stats normalize identically (names, means and stds)."""
+    return (
+        a.names == b.names
+        and np.allclose(a.mean, b.mean, rtol=1e-9, atol=1e-12)
+        and np.allclose(a.std, b.std, rtol=1e-9, atol=1e-12)
+    )
+
+
+def plain_prompt(tokenizer, prompt: str, fmt: ConditioningFormat, system: str | None = None) -> str:
+    """The model input without reward tags: what SteerableModel(conditioned=False) builds, with
+    an optional system turn (user text sanitized so it cannot smuggle in tags)."""
+    msgs = [{"role": "user", "content": sanitize_user_text(prompt, fmt)}]
+    if system:
+        msgs.insert(0, {"role": "system", "content": system})
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def lora_config(
+    model,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: str | list,
+    lora_layers: int | None,
+):
+    """LoraConfig as train_sft builds it: optionally on the last `lora_layers` layers only."""
+    import torch
+    from peft import LoraConfig
+
+    layers, targets = None, target_modules
+    if lora_layers is not None:
+        total = model.config.num_hidden_layers
+        if not 1 <= lora_layers <= total:
+            raise ValueError(f"lora_layers must be in [1, {total}], got {lora_layers}")
+        layers = list(range(total - lora_layers, total))
+        if isinstance(targets, str):
+            # peft needs explicit module names with layers_to_transform: every Linear but the head.
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, torch.nn.Linear) and "lm_head" not in name
+                }
+            )
+    return LoraConfig(
+        layers_to_transform=layers,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def machine_info() -> dict:
+    """What a benchmark number needs next to it: CPU model, cores, threads, library versions."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _add_log(folder: Path, t0: float, c0: float, **fields) -> dict:
+    """Write folder/train_log.json, accumulating wall and CPU seconds over resumed runs."""
+    prev = read_json(folder / TRAIN_LOG) if (folder / TRAIN_LOG).exists() else {}
+    log = {
+        **fields,
+        "wall_seconds": prev.get("wall_seconds", 0) + time.time() - t0,
+        "cpu_seconds": prev.get("cpu_seconds", 0) + cpu_seconds() - c0,
+    }
+    write_json(folder / TRAIN_LOG, log)
+    return log
+
+
+def _mark_baseline(adapter_dir: Path, **info) -> None:
+    """Record in ric.json that this adapter is a baseline trained WITHOUT reward tags."""
+    meta = RicMeta.load(adapter_dir)
+    meta.extra = {**meta.extra, "baseline": {**info, "conditioned": False}}
+    meta.save(adapter_dir)
+
+
+# ---------------------------------------------------------------- prompt-only
+
+# How each default reward is put into words for the prompt-only baseline.
+REWARD_PHRASES = {
+    "positivity": "be positive and upbeat",
+    "brevity": "be brief",
+    "relevance": "stay on topic",
+    "harmlessness": "be harmless and polite",
+}
+
+
+def preference_instruction(weights: Sequence[float], names: Sequence[str]) -> str:
+    """The preference in words, e.g. "Priority: 70% be positive and upbeat, 30% be brief."
+
+    >>> preference_instruction([0.7, 0.3], ["positivity", "brevity"])
+    'Priority: 70% be positive and upbeat, 30% be brief.'
+    """
+    if len(weights) != len(names):
+        raise ValueError(f"{len(weights)} weights for {len(names)} rewards")
+    parts = [
+        f"{round(100 * float(w))}% {REWARD_PHRASES.get(n, f'score high on {n}')}"
+        for w, n in zip(weights, names, strict=True)
+    ]
+    return "Priority: " + ", ".join(parts) + "."
+
+
+class PromptOnlyPolicy(SteerableModel):
+    """The base model with the preference as a system instruction."""
+
+    def generate_batch(
+        self,
+        prompts,
+        weights,
+        settings=None,
+        method=None,
+        batch_size=16,
+        seed=None,
+        progress=True,
+    ):
+        system = preference_instruction(weights, self.reward_names)
+        inputs = [plain_prompt(self.tokenizer, p, self.fmt, system) for p in prompts]
+        with self.lock:
+            texts = generate(
+                self.model, self.tokenizer, inputs, settings, batch_size, seed, progress
+            )
+        return texts, self.desired(weights, method), self.score(prompts, texts)
+
+
+def load_prompt_only(meta: RicMeta, model: str | None = None, dtype="bfloat16"):
+    from ric.models import load_model
+
+    m, tok = load_model(model or meta.base_model, dtype=dtype)
+    return PromptOnlyPolicy(m, tok, meta, conditioned=False)
+
+
+# ---------------------------------------------------------------- Rewarded Soups
+
+
+@dataclasses.dataclass
+class SoupsRecipe:
+    data_dir: str = field("runs/data", "prepared offline dataset (the one RiC trains on)")
+    out_dir: str = field("runs/bench/soups", "output: <reward>/adapter, <reward>/train_log.json")
+    model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
+    rewards: list = field(["positivity", "brevity"], "one ingredient per reward, in this order")
+    keep_quantile: float = field(
+        0.7, "ingredient i trains on rows whose normalized reward i >= this data quantile"
+    )
+    combination: str = field(
+        "cat", "peft add_weighted_adapter combination: 'cat' (exact) or 'linear' (approximate)"
+    )
+    sft: dict = field({}, "SFTRecipe fields for each ingredient's SFT (LoRA, optimizer, steps)")
+    seed: int = field(0, "random seed")
+
+
+def top_quantile_rows(rows: list[dict], stats: RewardStats, i: int, q: float) -> list[dict]:
+    """Rows whose normalized reward i reaches the q-quantile of reward i over the data."""
+    z = stats.normalize(np.array([r["raw"] for r in rows]))
+    return [r for r, zi in zip(rows, z[:, i], strict=True) if zi >= stats.quantile(q)[i]]
+
+
+def plain_sft_examples(rows, stats, fmt: ConditioningFormat, tokenizer) -> list[dict]:
+    """build_sft_examples without conditioning: plain prompt (no tags) -> response + EOS."""
+    if fmt.style != "chat":
+        raise ValueError("plain (unconditioned) examples are built for the 'chat' style only")
+    return [
+        {
+            "prompt": plain_prompt(tokenizer, training._reward_prompt(r["prompt"]), fmt),
+            "completion": r["response"] + tokenizer.eos_token,
+        }
+        for r in rows
+    ]
+
+
+def _sft_has_conditioned_flag() -> bool:
+    return "conditioned" in {f.name for f in dataclasses.fields(SFTRecipe)}
+
+
+@contextlib.contextmanager
+def _unconditioned_sft():
+    """train_sft with plain prompts. Once SFTRecipe has `conditioned: bool` (the hook this file
+    asks for), the caller sets it and this does nothing; until then train_sft looks up
+    ric.training.build_sft_examples at call time, so it is swapped for the duration."""
+    if _sft_has_conditioned_flag():
+        yield
+        return
+    original = training.build_sft_examples
+    training.build_sft_examples = plain_sft_examples
+    try:
+        yield
+    finally:
+        training.build_sft_examples = original
+
+
+def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None) -> list[Path]:
+    """One LoRA per reward via ric.training.train_sft; finished ingredients are skipped."""
+    rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
+    if stats is None:
+        stats = RewardStats.fit(np.array([r["raw"] for r in rows]), list(recipe.rewards))
+    adapters = []
+    for i, name in enumerate(recipe.rewards):
+        out = Path(recipe.out_dir) / name
+        adapter = out / "adapter"
+        if (out / TRAIN_LOG).exists() and (adapter / "ric.json").exists():
+            adapters.append(adapter)
+            continue
+        subset = top_quantile_rows(rows, stats, i, recipe.keep_quantile)
+        fields = {
+            **recipe.sft,
+            "data_dir": recipe.data_dir,
+            "out_dir": str(out),
+            "model": recipe.model,
+            "rewards": list(recipe.rewards),
+            "seed": recipe.seed,
+        }
+        if _sft_has_conditioned_flag():
+            fields["conditioned"] = False
+        with _unconditioned_sft():
+            adapter = train_sft(SFTRecipe(**fields), rows=subset, stats=stats)
+        _mark_baseline(
+            adapter,
+            kind="rewarded_soups",
+            ingredient=name,
+            keep_quantile=recipe.keep_quantile,
+            n_rows=len(subset),
+        )
+        adapters.append(adapter)
+    return adapters
+
+
+class SoupPolicy(SteerableModel):
+    """Rewarded Soups: the ingredients' LoRA deltas interpolated with w.
+
+    combination "cat" (default) concatenates the ingredients' LoRA factors, A = [w_i s_i A_i],
+    B = [B_i], so the soup's delta is exactly sum_i w_i s_i B_i A_i: the linear interpolation
+    of the ingredients' full weights theta_i = theta_0 + delta_i that Rewarded Soups defines, at
+    rank sum(r_i). Interpolating A and B separately (or peft's "linear", which scales both by
+    sqrt(w_i s_i)) multiplies out to cross terms sqrt(w_i w_j) B_i A_j: not an interpolation of
+    the models, and sensitive to how the factors happen to be scaled.
+    """
+
+    def __init__(self, model, tokenizer, meta, ingredients: list[str], combination: str = "cat"):
+        super().__init__(model, tokenizer, meta, conditioned=False)
+        self.ingredients, self.combination = list(ingredients), combination
+        self._mix, self._mix_weights, self._count = None, None, 0
+
+    def use(self, weights: Sequence[float]) -> str:
+        """Make the soup for `weights` the active adapter; returns its name."""
+        w = [float(x) for x in weights]
+        if len(w) != len(self.ingredients):
+            raise ValueError(f"{len(w)} weights for {len(self.ingredients)} ingredients")
+        if w != self._mix_weights:
+            # A fresh name per mix: peft's add_weighted_adapter is a no-op for an existing name
+            # (and module names may not contain dots, so the weights cannot be the name).
+            self._count += 1
+            name = f"soup_{self._count}"
+            self.model.add_weighted_adapter(
+                self.ingredients, w, name, combination_type=self.combination
+            )
+            self.model.set_adapter(name)
+            self.model.eval()  # the new adapter's modules start in train mode: LoRA dropout on
+            if self._mix is not None:
+                self.model.delete_adapter(self._mix)
+            self._mix, self._mix_weights = name, w
+        return self._mix
+
+    def generate_batch(self, prompts, weights, *args, **kwargs):
+        with self.lock:
+            self.use(weights)
+        return super().generate_batch(prompts, weights, *args, **kwargs)
+
+
+def load_soup(
+    meta: RicMeta,
+    adapters: Sequence[str | Path],
+    model: str | None = None,
+    dtype="bfloat16",
+    combination: str = "cat",
+) -> SoupPolicy:
+    """SoupPolicy over ingredient adapters given in the order of meta.reward_names."""
+    from peft import PeftModel
+
+    from ric.models import load_model
+
+    if len(adapters) != len(meta.reward_names):
+        raise ValueError(f"{len(adapters)} ingredients for rewards {meta.reward_names}")
+    base, tok = load_model(model or meta.base_model, dtype=dtype)
+    names = [f"ingredient_{n}" for n in meta.reward_names]
+    peft = PeftModel.from_pretrained(base, str(adapters[0]), adapter_name=names[0])
+    for name, path in zip(names[1:], adapters[1:], strict=True):
+        peft.load_adapter(str(path), adapter_name=name)
+    peft.eval()
+    return SoupPolicy(peft, tok, meta, names, combination)
+
+
+# ---------------------------------------------------------------- MORLHF
+
+
+@dataclasses.dataclass
+class MorlhfRecipe:
+    out_dir: str = field("runs/bench/morlhf", "output: w<w1>_<w2>/ per preference")
+    data_dir: str = field("runs/data", "offline dataset: only its reward statistics are used")
+    model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
+    prompts: str = field("assets/prompts/train.txt", "RL prompts (the training prompts)")
+    max_prompts: int | None = field(None, "use only the first N prompts")
+    rewards: list = field(["positivity", "brevity"], "rewards, in reward_weights order")
+    weights: list = field(
+        [[0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]],
+        "one RL run per preference vector w (the front's points)",
+    )
+    # GRPO
+    max_steps: int = field(100, "optimizer steps per run (the compute budget)")
+    num_generations: int = field(4, "completions per prompt (GRPO group size)")
+    batch_size: int = field(16, "completions per optimizer step (prompts = this / num_generations)")
+    grad_accum: int = field(1, "gradient accumulation steps")
+    max_completion_length: int = field(64, "generation cap (same as the evaluation)")
+    temperature: float = field(0.7, "sampling temperature while training")
+    top_p: float = field(0.9, "nucleus while training")
+    beta: float = field(0.04, "KL coefficient to the base model (0: no reference pass)")
+    loss_type: str = field("dapo", "TRL GRPO loss_type")
+    scale_rewards: str = field("group", "TRL GRPO scale_rewards: group | batch | none")
+    learning_rate: float = field(5e-5, "peak learning rate")
+    lr_scheduler: str = field("constant", "linear | constant | cosine")
+    warmup_steps: int = field(0, "warmup steps")
+    weight_decay: float = field(0.0, "weight decay")
+    # LoRA (as the RiC SFT recipe)
+    lora_r: int = field(16, "LoRA rank")
+    lora_alpha: int = field(32, "LoRA alpha")
+    lora_dropout: float = field(0.05, "LoRA dropout")
+    target_modules: str | list = field("all-linear", "LoRA target modules")
+    lora_layers: int | None = field(None, "LoRA on the last N transformer layers only")
+    bf16: bool = field(False, "bf16 autocast (CPUs with avx512_bf16, or GPUs)")
+    save_steps: int = field(25, "checkpoint every N steps (resume from the latest)")
+    logging_steps: int = field(5, "log every N steps")
+    seed: int = field(0, "random seed")
+
+
+def run_name(weights: Sequence[float]) -> str:
+    """Folder name of the MORLHF run for w, e.g. "w0.25_0.75"."""
+    return "w" + "_".join(f"{float(x):.2f}" for x in weights)
+
+
+def _completion_text(c) -> str:
+    # Conversational completions are [{"role": "assistant", "content": ...}].
+    return c[-1]["content"] if isinstance(c, list) else c
+
+
+def normalized_reward_funcs(names: Sequence[str], stats: RewardStats) -> list:
+    """One TRL reward function per reward: its value z-scored with `stats` (the shared ones).
+
+    TRL calls fn(prompts=..., completions=..., **dataset_columns); the reward models see the
+    plain user request (the dataset's "query" column), as everywhere else in ric.
+    """
+    funcs = []
+    for name in names:
+        fn = get_reward_fn(name)
+        mean, std = stats.mean[stats.names.index(name)], stats.std[stats.names.index(name)]
+
+        def z(prompts, completions, query, _fn=fn, _m=mean, _s=std, **_):
+            texts = [_completion_text(c) for c in completions]
+            return ((_fn(list(query), texts) - _m) / _s).tolist()
+
+        z.__name__ = z.__qualname__ = name  # TRL logs rewards/<name>/mean
+        funcs.append(z)
+    return funcs
+
+
+def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardStats) -> Path:
+    """One GRPO run on sum_i w_i z_i; returns OUT/<run>/adapter. Resumes from checkpoints."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from ric.models import load_tokenizer, resolve_model
+
+    w = [float(x) for x in weights]
+    if len(w) != len(recipe.rewards) or min(w) < 0 or not np.isclose(sum(w), 1.0):
+        raise ValueError(f"weights must be {len(recipe.rewards)} non-negative values summing to 1")
+    out = Path(recipe.out_dir) / run_name(w)
+    t0, c0 = time.time(), cpu_seconds()
+    queries = read_prompts(recipe.prompts)[: recipe.max_prompts]
+    dataset = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": q}], "query": q} for q in queries]
+    )
+    path = resolve_model(recipe.model)
+    tok = load_tokenizer(path)  # left padding for generation
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+    peft_config = lora_config(
+        model,
+        recipe.lora_r,
+        recipe.lora_alpha,
+        recipe.lora_dropout,
+        recipe.target_modules,
+        recipe.lora_layers,
+    )
+    args = GRPOConfig(
+        output_dir=str(out / "checkpoints"),
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.grad_accum,
+        num_generations=recipe.num_generations,
+        max_completion_length=recipe.max_completion_length,
+        temperature=recipe.temperature,
+        top_p=recipe.top_p,
+        beta=recipe.beta,
+        loss_type=recipe.loss_type,
+        scale_rewards=recipe.scale_rewards,
+        reward_weights=w,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_steps,
+        weight_decay=recipe.weight_decay,
+        bf16=recipe.bf16,
+        # A 135M model fits in memory many times over: recomputing activations only costs time.
+        gradient_checkpointing=False,
+        use_cpu=not torch.cuda.is_available(),
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        logging_steps=recipe.logging_steps,
+        report_to=[],
+        seed=recipe.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=normalized_reward_funcs(recipe.rewards, stats),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft_config,
+    )
+    resume = training._last_checkpoint(out / "checkpoints")
+    if resume:
+        print(f"ric: resuming from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    adapter = out / "adapter"
+    trainer.model.save_pretrained(adapter)
+    stats.save(adapter)
+    RicMeta(
+        base_model=recipe.model or "smollm2-135m-instruct",
+        reward_names=list(recipe.rewards),
+        stats=stats.to_dict(),
+        conditioning=ConditioningFormat().to_dict(),
+        extra={"recipe": dataclasses.asdict(recipe)},
+    ).save(adapter)
+    _mark_baseline(adapter, kind="morlhf", weights=w)
+    _add_log(
+        out,
+        t0,
+        c0,
+        weights=w,
+        steps=result.global_step,
+        train_loss=result.training_loss,
+        completions_per_step=recipe.batch_size * recipe.grad_accum,
+        log_history=trainer.state.log_history,
+    )
+    return adapter
+
+
+def train_morlhf_all(recipe: MorlhfRecipe, stats: RewardStats) -> list[Path]:
+    """Every run of the recipe; runs whose train_log.json has all steps are skipped."""
+    adapters = []
+    for w in recipe.weights:
+        out = Path(recipe.out_dir) / run_name(w)
+        log = read_json(out / TRAIN_LOG) if (out / TRAIN_LOG).exists() else {}
+        if log.get("steps", -1) >= recipe.max_steps and (out / "adapter" / "ric.json").exists():
+            adapters.append(out / "adapter")
+            continue
+        adapters.append(train_morlhf(recipe, w, stats))
+    return adapters
+
+
+class MorlhfPolicy(SteerableModel):
+    """The MORLHF runs as one policy: the run trained for w answers at w (and nowhere else)."""
+
+    def __init__(self, model, tokenizer, meta, runs: dict[tuple, str]):
+        super().__init__(model, tokenizer, meta, conditioned=False)
+        self.runs = runs  # weights tuple -> adapter name inside the PeftModel
+
+    def use(self, weights: Sequence[float]) -> str:
+        for w, name in self.runs.items():
+            if np.allclose(w, weights, atol=1e-6):
+                self.model.set_adapter(name)
+                self.model.eval()  # no LoRA dropout at inference
+                return name
+        raise ValueError(f"no MORLHF run for weights {list(weights)}; runs: {list(self.runs)}")
+
+    def generate_batch(self, prompts, weights, *args, **kwargs):
+        with self.lock:
+            self.use(weights)
+        return super().generate_batch(prompts, weights, *args, **kwargs)
+
+
+def load_morlhf(
+    meta: RicMeta, adapters: Sequence[str | Path], model: str | None = None, dtype="bfloat16"
+) -> MorlhfPolicy:
+    """MorlhfPolicy over run adapters (each ric.json records its weights)."""
+    from peft import PeftModel
+
+    from ric.models import load_model
+
+    base, tok = load_model(model or meta.base_model, dtype=dtype)
+    runs, peft = {}, None
+    for k, path in enumerate(adapters):
+        w = tuple(RicMeta.load(path).extra["baseline"]["weights"])
+        name = f"run_{k}"
+        if peft is None:
+            peft = PeftModel.from_pretrained(base, str(path), adapter_name=name)
+        else:
+            peft.load_adapter(str(path), adapter_name=name)
+        runs[w] = name
+    peft.eval()
+    return MorlhfPolicy(peft, tok, meta, runs)
+
+
+__all__ = [
+    "MorlhfPolicy",
+    "MorlhfRecipe",
+    "PromptOnlyPolicy",
+    "SoupPolicy",
+    "SoupsRecipe",
+    "load_morlhf",
+    "load_prompt_only",
+    "load_soup",
+    "machine_info",
+    "normalized_reward_funcs",
+    "plain_prompt",
+    "preference_instruction",
+    "shared_stats",
+    "top_quantile_rows",
+    "train_morlhf",
+    "train_morlhf_all",
+    "train_soup_ingredients",
+]
