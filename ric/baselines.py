@@ -18,7 +18,6 @@ would ask for at w: the baseline never sees them (only Spearman and monotonicity
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import platform
@@ -30,13 +29,20 @@ import numpy as np
 
 import ric.training as training
 from ric.artifacts import RicMeta, read_json, write_json
-from ric.conditioning import ConditioningFormat, sanitize_user_text
+from ric.conditioning import ConditioningFormat, format_plain_prompt
 from ric.config import field
 from ric.generation import generate
 from ric.normalization import RewardStats
 from ric.rewards import get_reward_fn
 from ric.steering import SteerableModel
-from ric.training import SFTRecipe, cpu_seconds, load_dataset_rows, read_prompts, train_sft
+from ric.training import (
+    SFTRecipe,
+    cpu_seconds,
+    load_dataset_rows,
+    lora_config,
+    read_prompts,
+    train_sft,
+)
 
 TRAIN_LOG = "train_log.json"
 
@@ -59,49 +65,8 @@ def same_normalization(a: RewardStats, b: RewardStats) -> bool:
 
 
 def plain_prompt(tokenizer, prompt: str, fmt: ConditioningFormat, system: str | None = None) -> str:
-    """The model input without reward tags: what SteerableModel(conditioned=False) builds, with
-    an optional system turn (user text sanitized so it cannot smuggle in tags)."""
-    msgs = [{"role": "user", "content": sanitize_user_text(prompt, fmt)}]
-    if system:
-        msgs.insert(0, {"role": "system", "content": system})
-    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-
-
-def lora_config(
-    model,
-    r: int,
-    alpha: int,
-    dropout: float,
-    target_modules: str | list,
-    lora_layers: int | None,
-):
-    """LoraConfig as train_sft builds it: optionally on the last `lora_layers` layers only."""
-    import torch
-    from peft import LoraConfig
-
-    layers, targets = None, target_modules
-    if lora_layers is not None:
-        total = model.config.num_hidden_layers
-        if not 1 <= lora_layers <= total:
-            raise ValueError(f"lora_layers must be in [1, {total}], got {lora_layers}")
-        layers = list(range(total - lora_layers, total))
-        if isinstance(targets, str):
-            # peft needs explicit module names with layers_to_transform: every Linear but the head.
-            targets = sorted(
-                {
-                    name.rsplit(".", 1)[-1]
-                    for name, mod in model.named_modules()
-                    if isinstance(mod, torch.nn.Linear) and "lm_head" not in name
-                }
-            )
-    return LoraConfig(
-        layers_to_transform=layers,
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-    )
+    """The model input without reward tags (what SteerableModel(conditioned=False) builds)."""
+    return format_plain_prompt(prompt, tokenizer, fmt, system)
 
 
 def machine_info() -> dict:
@@ -125,16 +90,41 @@ def machine_info() -> dict:
     }
 
 
-def _add_log(folder: Path, t0: float, c0: float, **fields) -> dict:
-    """Write folder/train_log.json, accumulating wall and CPU seconds over resumed runs."""
-    prev = read_json(folder / TRAIN_LOG) if (folder / TRAIN_LOG).exists() else {}
-    log = {
-        **fields,
-        "wall_seconds": prev.get("wall_seconds", 0) + time.time() - t0,
-        "cpu_seconds": prev.get("cpu_seconds", 0) + cpu_seconds() - c0,
-    }
-    write_json(folder / TRAIN_LOG, log)
-    return log
+class CostClock:
+    """Wall and CPU seconds of a resumable run, accumulated over its sessions in train_log.json.
+
+    The totals carried over are read once, when the session starts; `write` may then be called
+    at every checkpoint, so a killed run still has the cost of the steps it saved (steps redone
+    after a resume count again: the log holds what the steps that reached the model cost).
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / TRAIN_LOG
+        prev = read_json(self.path) if self.path.exists() else {}
+        self.wall0 = prev.get("wall_seconds", 0) - time.time()
+        self.cpu0 = prev.get("cpu_seconds", 0) - cpu_seconds()
+
+    def write(self, **fields) -> None:
+        write_json(
+            self.path,
+            {
+                **fields,
+                "wall_seconds": self.wall0 + time.time(),
+                "cpu_seconds": self.cpu0 + cpu_seconds(),
+            },
+        )
+
+    def callback(self, **fields):
+        """A TrainerCallback that writes the log (with the step reached) at every save."""
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _Log(TrainerCallback):
+            def on_save(self, args, state, control, **kw):
+                clock.write(**fields, steps=state.global_step, finished=False)
+
+        return _Log()
 
 
 def _mark_baseline(adapter_dir: Path, **info) -> None:
@@ -220,41 +210,9 @@ class SoupsRecipe:
 
 def top_quantile_rows(rows: list[dict], stats: RewardStats, i: int, q: float) -> list[dict]:
     """Rows whose normalized reward i reaches the q-quantile of reward i over the data."""
-    z = stats.normalize(np.array([r["raw"] for r in rows]))
-    return [r for r, zi in zip(rows, z[:, i], strict=True) if zi >= stats.quantile(q)[i]]
-
-
-def plain_sft_examples(rows, stats, fmt: ConditioningFormat, tokenizer) -> list[dict]:
-    """build_sft_examples without conditioning: plain prompt (no tags) -> response + EOS."""
-    if fmt.style != "chat":
-        raise ValueError("plain (unconditioned) examples are built for the 'chat' style only")
-    return [
-        {
-            "prompt": plain_prompt(tokenizer, training._reward_prompt(r["prompt"]), fmt),
-            "completion": r["response"] + tokenizer.eos_token,
-        }
-        for r in rows
-    ]
-
-
-def _sft_has_conditioned_flag() -> bool:
-    return "conditioned" in {f.name for f in dataclasses.fields(SFTRecipe)}
-
-
-@contextlib.contextmanager
-def _unconditioned_sft():
-    """train_sft with plain prompts. Once SFTRecipe has `conditioned: bool` (the hook this file
-    asks for), the caller sets it and this does nothing; until then train_sft looks up
-    ric.training.build_sft_examples at call time, so it is swapped for the duration."""
-    if _sft_has_conditioned_flag():
-        yield
-        return
-    original = training.build_sft_examples
-    training.build_sft_examples = plain_sft_examples
-    try:
-        yield
-    finally:
-        training.build_sft_examples = original
+    z = stats.normalize(np.array([r["raw"] for r in rows]))[:, i]
+    threshold = stats.quantile(q)[i]
+    return [r for r, zi in zip(rows, z, strict=True) if zi >= threshold]
 
 
 def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None) -> list[Path]:
@@ -277,11 +235,9 @@ def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None
             "model": recipe.model,
             "rewards": list(recipe.rewards),
             "seed": recipe.seed,
+            "conditioned": False,
         }
-        if _sft_has_conditioned_flag():
-            fields["conditioned"] = False
-        with _unconditioned_sft():
-            adapter = train_sft(SFTRecipe(**fields), rows=subset, stats=stats)
+        adapter = train_sft(SFTRecipe(**fields), rows=subset, stats=stats)
         _mark_baseline(
             adapter,
             kind="rewarded_soups",
@@ -443,7 +399,7 @@ def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardSt
     if len(w) != len(recipe.rewards) or min(w) < 0 or not np.isclose(sum(w), 1.0):
         raise ValueError(f"weights must be {len(recipe.rewards)} non-negative values summing to 1")
     out = Path(recipe.out_dir) / run_name(w)
-    t0, c0 = time.time(), cpu_seconds()
+    clock = CostClock(out)
     queries = read_prompts(recipe.prompts)[: recipe.max_prompts]
     dataset = Dataset.from_list(
         [{"prompt": [{"role": "user", "content": q}], "query": q} for q in queries]
@@ -495,8 +451,9 @@ def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardSt
         train_dataset=dataset,
         processing_class=tok,
         peft_config=peft_config,
+        callbacks=[clock.callback(weights=w)],
     )
-    resume = training._last_checkpoint(out / "checkpoints")
+    resume = training.last_checkpoint(out / "checkpoints")
     if resume:
         print(f"ric: resuming from {resume}", flush=True)
     result = trainer.train(resume_from_checkpoint=resume)
@@ -512,15 +469,13 @@ def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardSt
         extra={"recipe": dataclasses.asdict(recipe)},
     ).save(adapter)
     _mark_baseline(adapter, kind="morlhf", weights=w)
-    _add_log(
-        out,
-        t0,
-        c0,
+    clock.write(
         weights=w,
         steps=result.global_step,
         train_loss=result.training_loss,
         completions_per_step=recipe.batch_size * recipe.grad_accum,
         log_history=trainer.state.log_history,
+        finished=True,
     )
     return adapter
 
@@ -531,7 +486,7 @@ def train_morlhf_all(recipe: MorlhfRecipe, stats: RewardStats) -> list[Path]:
     for w in recipe.weights:
         out = Path(recipe.out_dir) / run_name(w)
         log = read_json(out / TRAIN_LOG) if (out / TRAIN_LOG).exists() else {}
-        if log.get("steps", -1) >= recipe.max_steps and (out / "adapter" / "ric.json").exists():
+        if log.get("finished") and log["steps"] >= recipe.max_steps:
             adapters.append(out / "adapter")
             continue
         adapters.append(train_morlhf(recipe, w, stats))
@@ -581,7 +536,11 @@ def load_morlhf(
     return MorlhfPolicy(peft, tok, meta, runs)
 
 
+# Recipe file stem -> its dataclass (train/recipes/bench_*.yaml), for bench/ and the tests.
+BENCH_RECIPES = {"bench_soups": SoupsRecipe, "bench_morlhf": MorlhfRecipe}
+
 __all__ = [
+    "BENCH_RECIPES",
     "MorlhfPolicy",
     "MorlhfRecipe",
     "PromptOnlyPolicy",

@@ -189,6 +189,23 @@ def format_conditioned_prompt(
     return f"{SUMMARY_INSTRUCTION} ### Input: {text} {tags} ### Response:"
 
 
+def format_plain_prompt(
+    prompt: str | Messages,
+    tokenizer,
+    fmt: ConditioningFormat | None = None,
+    system: str | None = None,
+) -> str:
+    """The chat-template model input WITHOUT reward tags (base models, baselines), user text
+    sanitized all the same; `system` adds or replaces the system turn."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("a plain chat prompt needs a tokenizer with a chat template")
+    messages = _clean_messages(prompt, fmt or ConditioningFormat())
+    if system is not None:
+        messages = [m for m in messages if m["role"] != "system"]
+        messages.insert(0, {"role": "system", "content": system})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def _clean_messages(prompt: str | Messages, fmt: ConditioningFormat) -> Messages:
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ric.artifacts import RicMeta
-from ric.conditioning import ConditioningFormat, format_conditioned_prompt, sanitize_user_text
+from ric.conditioning import ConditioningFormat, format_conditioned_prompt, format_plain_prompt
 from ric.generation import GenerationSettings, generate, stream
 from ric.mapping import preference_to_rewards
 from ric.normalization import RewardStats
@@ -81,13 +81,7 @@ class SteerableModel:
     def prompt(self, messages: str | list[dict], desired: Sequence[float] | None) -> str:
         """Model input for a chat (str = one user turn); tags only when conditioned."""
         if not self.conditioned or desired is None:
-            msgs = (
-                [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
-            )
-            msgs = [{**m, "content": sanitize_user_text(m["content"], self.fmt)} for m in msgs]
-            return self.tokenizer.apply_chat_template(
-                msgs, tokenize=False, add_generation_prompt=True
-            )
+            return format_plain_prompt(messages, self.tokenizer, self.fmt)
         return format_conditioned_prompt(messages, desired, self.fmt, tokenizer=self.tokenizer)
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:

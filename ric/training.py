@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ric.artifacts import RicMeta, append_jsonl, read_json, read_jsonl, write_json, write_jsonl
-from ric.conditioning import ConditioningFormat, format_conditioned_prompt
+from ric.conditioning import ConditioningFormat, format_conditioned_prompt, format_plain_prompt
 from ric.config import field
 from ric.generation import GenerationSettings, generate, is_degenerate
 from ric.normalization import RewardStats
@@ -179,7 +179,7 @@ def score_rows(rows: list[dict], names: list[str], out_file: Path, chunk: int = 
     fns = {n: get_reward_fn(n) for n in names}
     for start in tqdm(range(0, len(todo), chunk), desc="scoring", unit="chunk", disable=not todo):
         part = todo[start : start + chunk]
-        prompts = [_reward_prompt(r["prompt"]) for r in part]
+        prompts = [reward_prompt(r["prompt"]) for r in part]
         responses = [r["response"] for r in part]
         scores = {n: fn(prompts, responses) for n, fn in fns.items()}
         append_jsonl(
@@ -191,7 +191,7 @@ def score_rows(rows: list[dict], names: list[str], out_file: Path, chunk: int = 
         )
 
 
-def _reward_prompt(prompt: str) -> str:
+def reward_prompt(prompt: str) -> str:
     """What the reward models see: the plain user request, without HH scaffolding or tags."""
     return prompt.removeprefix("\n\nHuman:").removesuffix("\n\nAssistant:").strip()
 
@@ -275,6 +275,9 @@ class SFTRecipe:
     range_source: str = field("data", "mapping range: 'data' or 'gaussian'")
     range_quantiles: list = field([0.0, 1.0], "for range_source=data: quantiles for low/high")
     init_adapter: str | None = field(None, "continue training this adapter (online stage)")
+    conditioned: bool = field(
+        True, "write each response's rewards into its prompt (False: plain prompts, baselines)"
+    )
     lora_r: int = field(16, "LoRA rank")
     lora_alpha: int = field(32, "LoRA alpha")
     lora_dropout: float = field(0.05, "LoRA dropout")
@@ -299,25 +302,71 @@ class SFTRecipe:
     seed: int = field(0, "random seed")
 
 
+def lora_config(
+    model,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: str | list,
+    lora_layers: int | None,
+):
+    """LoraConfig as train_sft builds it: optionally on the last `lora_layers` layers only."""
+    import torch
+    from peft import LoraConfig
+
+    layers, targets = None, target_modules
+    if lora_layers is not None:
+        total = model.config.num_hidden_layers
+        if not 1 <= lora_layers <= total:
+            raise ValueError(f"lora_layers must be in [1, {total}], got {lora_layers}")
+        layers = list(range(total - lora_layers, total))
+        if isinstance(targets, str):
+            # peft needs explicit module names with layers_to_transform: every Linear but the head.
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, torch.nn.Linear) and "lm_head" not in name
+                }
+            )
+    return LoraConfig(
+        layers_to_transform=layers,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
 def build_sft_examples(
-    rows: list[dict], stats: RewardStats, fmt: ConditioningFormat, tokenizer
+    rows: list[dict], stats: RewardStats, fmt: ConditioningFormat, tokenizer, conditioned=True
 ) -> list[dict]:
-    """Prompt-completion pairs: each prompt carries its own response's normalized rewards."""
-    z = stats.normalize(np.array([r["raw"] for r in rows]))
+    """Prompt-completion pairs: each prompt carries its own response's normalized rewards
+    (conditioned=False: plain chat prompts without tags, for single-reward baselines)."""
+    raw = np.array([r["raw"] for r in rows])
+    z = stats.normalize(raw) if conditioned else [None] * len(rows)
     eos = tokenizer.eos_token
     out = []
     for r, zi in zip(rows, z, strict=True):
         prompt = r["prompt"]
         if fmt.style == "chat" and prompt.startswith("\n\nHuman:"):
-            prompt = _reward_prompt(prompt)
-        text = format_conditioned_prompt(prompt, zi, fmt, tokenizer=tokenizer, names=stats.names)
+            prompt = reward_prompt(prompt)
+        if conditioned:
+            text = format_conditioned_prompt(
+                prompt, zi, fmt, tokenizer=tokenizer, names=stats.names
+            )
+        elif fmt.style == "chat":
+            text = format_plain_prompt(prompt, tokenizer, fmt)
+        else:
+            raise ValueError("unconditioned examples are built for the 'chat' style only")
         # HH-style prompts end in "Assistant:" and the response follows after a space.
         completion = (" " if fmt.style != "chat" else "") + r["response"] + eos
         out.append({"prompt": text, "completion": completion})
     return out
 
 
-def _last_checkpoint(folder: Path) -> str | None:
+def last_checkpoint(folder: Path) -> str | None:
     ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
 
@@ -328,7 +377,7 @@ def train_sft(
     """LoRA SFT; returns out_dir/adapter (LoRA weights + ric.json + reward_stats.json)."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
@@ -352,7 +401,7 @@ def train_sft(
     path = resolve_model(base)
     tok = load_tokenizer(path)
     tok.padding_side = "right"  # training pads on the right; generation uses left
-    examples = build_sft_examples(rows, stats, fmt, tok)
+    examples = build_sft_examples(rows, stats, fmt, tok, recipe.conditioned)
     dataset = Dataset.from_list(examples).shuffle(seed=recipe.seed)
 
     kwargs = {}
@@ -367,29 +416,13 @@ def train_sft(
     if recipe.init_adapter:
         model = PeftModel.from_pretrained(model, recipe.init_adapter, is_trainable=True)
     else:
-        layers = None
-        if recipe.lora_layers is not None:
-            total = model.config.num_hidden_layers
-            if not 1 <= recipe.lora_layers <= total:
-                raise ValueError(f"lora_layers must be in [1, {total}], got {recipe.lora_layers}")
-            layers = list(range(total - recipe.lora_layers, total))
-        targets = recipe.target_modules
-        if layers and isinstance(targets, str):
-            # peft needs explicit module names with layers_to_transform: every Linear but the head.
-            targets = sorted(
-                {
-                    name.rsplit(".", 1)[-1]
-                    for name, mod in model.named_modules()
-                    if isinstance(mod, torch.nn.Linear) and "lm_head" not in name
-                }
-            )
-        peft_config = LoraConfig(
-            layers_to_transform=layers,
-            r=recipe.lora_r,
-            lora_alpha=recipe.lora_alpha,
-            lora_dropout=recipe.lora_dropout,
-            target_modules=targets if layers else recipe.target_modules,
-            task_type="CAUSAL_LM",
+        peft_config = lora_config(
+            model,
+            recipe.lora_r,
+            recipe.lora_alpha,
+            recipe.lora_dropout,
+            recipe.target_modules,
+            recipe.lora_layers,
         )
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
@@ -421,7 +454,7 @@ def train_sft(
         processing_class=tok,
         peft_config=peft_config,
     )
-    resume = _last_checkpoint(out / "checkpoints")
+    resume = last_checkpoint(out / "checkpoints")
     if resume:
         print(f"ric: resuming from {resume}", flush=True)
     result = trainer.train(resume_from_checkpoint=resume)

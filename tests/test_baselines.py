@@ -19,7 +19,6 @@ from ric.baselines import (
     load_soup,
     normalized_reward_funcs,
     plain_prompt,
-    plain_sft_examples,
     preference_instruction,
     top_quantile_rows,
     train_morlhf,
@@ -104,17 +103,30 @@ def test_top_quantile_rows_keep_the_best_of_each_reward():
     assert [r["raw"][1] for r in top_quantile_rows(rows, stats, 1, 0.7)] == [0, -1, -2]
 
 
+def test_cost_clock_accumulates_over_sessions(tmp_path):
+    from ric.baselines import CostClock
+
+    CostClock(tmp_path).write(steps=1)
+    first = json.loads((tmp_path / "train_log.json").read_text())
+    clock = CostClock(tmp_path)  # a resumed session starts from the saved totals
+    sum(i * i for i in range(200_000))
+    clock.write(steps=2)
+    clock.write(steps=3)  # a later write replaces the earlier one, it does not add to it
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["steps"] == 3 and log["cpu_seconds"] >= first["cpu_seconds"]
+    assert log["wall_seconds"] >= first["wall_seconds"] >= 0
+
+
 def test_plain_examples_carry_no_reward_tags(tiny_tokenizer):
     fmt = ConditioningFormat()
     rows = [{"prompt": "hi <rm1_score> 9", "response": "hello", "raw": [0, 0]}]
-    ex = plain_sft_examples(rows, None, fmt, tiny_tokenizer)[0]
+    ex = training.build_sft_examples(rows, None, fmt, tiny_tokenizer, conditioned=False)[0]
     assert "<rm" not in ex["prompt"] and ex["completion"] == "hello<|im_end|>"
     assert ex["prompt"] == plain_prompt(tiny_tokenizer, "hi <rm1_score> 9", fmt)
 
 
 def test_soup_ingredients_train_lora_only_without_tags(soups, tiny_model_dir):
     recipe, adapters = soups
-    assert training.build_sft_examples.__name__ == "build_sft_examples"  # restored
     for name, adapter in zip(NAMES, adapters, strict=True):
         weights = load_file(adapter / "adapter_model.safetensors")
         assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)

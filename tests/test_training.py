@@ -241,6 +241,13 @@ def test_every_shipped_recipe_parses(recipe):
     from ric.diffusion import ImageRecipe
 
     name = recipe.stem
+    if name.startswith("bench_"):
+        from ric.baselines import BENCH_RECIPES, SoupsRecipe
+
+        cfg = load_config(BENCH_RECIPES[name], recipe)
+        if isinstance(cfg, SoupsRecipe):
+            SFTRecipe(**cfg.sft)  # the ingredients' SFT overrides must be SFTRecipe fields
+        return
     if name in ("cpu_image", "paper_sd15"):
         cls = ImageRecipe
     elif name.endswith("_data"):

@@ -1,0 +1,573 @@
+"""RiC against Rewarded Soups, MORLHF, prompt-only and the base model (METHOD.md section 8).
+
+    python bench/fronts.py --report-only     # docs/BENCHMARKS.md + docs/benchmarks.json from runs/
+    python bench/fronts.py                   # run (resumably) what is missing, then the report
+    python bench/fronts.py --methods soups,prompt_only --max-prompts 20   # a subset, quicker
+    bash bench/run_baselines.sh              # everything, RiC's own runs included
+
+Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
+the first 100 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
+functions, rewards normalized with the RewardStats of the RiC adapter (runs/sft/adapter) and one
+reference point for every hypervolume. Layout, all under --runs (default runs/):
+
+    data/, sft/, online/, eval_{base,sft,online}/   RiC's runs (train/*.py); fronts reused
+    bench/<method>/front.json                       one front per method (copied when reused)
+    bench/soups/<reward>/{adapter,train_log.json}   Rewarded Soups ingredients
+    bench/morlhf/w<w1>_<w2>/{adapter,train_log.json} one MORLHF (GRPO) run per preference
+    bench/throughput.json                           bench/throughput.py
+    bench/machine.json                              the machine the runs ran on
+
+Training costs are CPU-seconds from the runs' own logs (ric.training.cpu_seconds): RiC = data +
+SFT (+ MORS iterations), Rewarded Soups = data + its ingredients' SFTs, MORLHF = its runs.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ric.artifacts import atomic_write_text, read_json, write_json
+from ric.pareto import hypervolume, pareto_mask, sparsity
+
+METHODS = {  # name -> label, in table order
+    "ric_offline": "RiC (offline)",
+    "ric_online": "RiC (online, MORS)",
+    "soups": "Rewarded Soups",
+    "morlhf": "MORLHF (GRPO)",
+    "prompt_only": "prompt-only",
+    "base": "base model",
+}
+RIC = ("ric_offline", "ric_online")
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online"}
+# Settings a reused front must share with the benchmark's own evaluations.
+SAME_SETTINGS = ("prompts", "max_prompts", "max_new_tokens", "temperature", "top_p", "seed")
+COMMANDS = {
+    "report": "python bench/fronts.py --report-only",
+    "all runs": "bash bench/run_baselines.sh",
+    "baselines only": "python bench/fronts.py",
+    "throughput": "python bench/throughput.py",
+}
+
+
+# ---------------------------------------------------------------- running
+
+
+def eval_config(args, method: str, **kw):
+    from ric.evaluation import EvalConfig
+
+    kw.setdefault("adapter", None)  # baselines: the policy is passed in, not loaded
+    return EvalConfig(
+        prompts=args.prompts,
+        max_prompts=args.max_prompts,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        label=METHODS[method],
+        out=str(Path(args.runs) / "bench" / method),
+        **kw,
+    )
+
+
+def _save(front: dict, method: str, args, **extra) -> dict:
+    front = {**front, "method": method, **extra}
+    write_json(Path(args.runs) / "bench" / method / "front.json", front)
+    return front
+
+
+def run_method(method: str, args, meta) -> None:
+    """Produce runs/bench/<method>/front.json (training first where needed)."""
+    from ric.baselines import (
+        MorlhfRecipe,
+        SoupsRecipe,
+        load_morlhf,
+        load_prompt_only,
+        load_soup,
+        same_normalization,
+        shared_stats,
+        train_morlhf_all,
+        train_soup_ingredients,
+    )
+    from ric.config import load_config
+    from ric.evaluation import evaluate_front
+    from ric.mapping import simplex_grid
+    from ric.normalization import RewardStats
+
+    runs, bench = Path(args.runs), Path(args.runs) / "bench"
+    if (bench / method / "front.json").exists():
+        print(f"{method}: front.json exists, kept")
+        return
+    adapter = {"ric_offline": runs / "sft" / "adapter", "ric_online": runs / "online" / "adapter"}
+    if method in REUSED and (runs / REUSED[method] / "front.json").exists():
+        src = runs / REUSED[method] / "front.json"
+        front = read_json(src)
+        ours = eval_config(args, method).__dict__
+        diff = [k for k in SAME_SETTINGS if front["settings"].get(k) != ours[k]]
+        _save(front, method, args, label=METHODS[method], source=str(src), settings_differ=diff)
+        print(f"{method}: reused {src}" + (f" (settings differ: {diff})" if diff else ""))
+        return
+    stats = RewardStats.from_dict(meta.stats)
+    note = "desired = RiC's mapping of w, for reference: this method never sees it"
+
+    def same_data(rewards) -> None:
+        """Baselines train on RiC's data, whose statistics must be the RiC adapter's."""
+        if list(rewards) != meta.reward_names:
+            raise ValueError(f"{method} rewards {rewards} != RiC's {meta.reward_names}")
+        if not same_normalization(shared_stats(runs / "data", rewards), stats):
+            raise ValueError(f"{runs / 'data'} does not give the RiC adapter's reward statistics")
+
+    if method in RIC:
+        if not (adapter[method] / "ric.json").exists():
+            print(f"{method}: no adapter at {adapter[method]}; run the RiC pipeline first")
+            return
+        cfg = eval_config(args, method, adapter=str(adapter[method]))
+        _save(evaluate_front(cfg), method, args)
+    elif method == "base":
+        cfg = eval_config(args, method, adapter=str(args.ric_adapter), base=True)
+        _save(evaluate_front(cfg), method, args)
+    elif method == "prompt_only":
+        policy = load_prompt_only(meta, dtype=args.dtype)
+        _save(evaluate_front(eval_config(args, method), policy), method, args, desired_note=note)
+    elif method == "soups":
+        recipe = load_config(SoupsRecipe, args.soups_recipe)
+        recipe.data_dir, recipe.out_dir = str(runs / "data"), str(bench / "soups")
+        same_data(recipe.rewards)
+        adapters = train_soup_ingredients(recipe, stats)
+        policy = load_soup(meta, adapters, recipe.model, args.dtype, recipe.combination)
+        front = evaluate_front(eval_config(args, method), policy)
+        _save(front, method, args, desired_note=note, combination=recipe.combination)
+    elif method == "morlhf":
+        recipe = load_config(MorlhfRecipe, args.morlhf_recipe)
+        recipe.data_dir, recipe.out_dir = str(runs / "data"), str(bench / "morlhf")
+        same_data(recipe.rewards)
+        grid = simplex_grid(len(recipe.rewards), len(recipe.weights))
+        if not np.allclose(sorted(map(tuple, recipe.weights)), sorted(map(tuple, grid))):
+            raise ValueError(f"MORLHF weights must be the evaluation grid {grid.tolist()}")
+        adapters = train_morlhf_all(recipe, stats)
+        policy = load_morlhf(meta, adapters, recipe.model, args.dtype)
+        cfg = eval_config(args, method, points=len(recipe.weights))
+        _save(evaluate_front(cfg, policy), method, args, desired_note=note)
+    print(f"{method}: written {bench / method / 'front.json'}")
+
+
+def run_all(args) -> None:
+    from ric.baselines import machine_info
+    from ric.models import load_adapter_meta
+
+    meta = load_adapter_meta(args.ric_adapter)
+    write_json(Path(args.runs) / "bench" / "machine.json", machine_info())
+    for method in args.methods:
+        run_method(method, args, meta)
+
+
+# ---------------------------------------------------------------- costs and metrics
+
+
+def _cpu(path: Path) -> float | None:
+    return read_json(path).get("cpu_seconds") if path.exists() else None
+
+
+def train_costs(runs: Path) -> dict:
+    """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs."""
+    data = _cpu(runs / "data" / "data.json")
+    sft = _cpu(runs / "sft" / "train_log.json")
+    online = {}
+    for mors in sorted((runs / "online").glob("iter_*/mors.json")):
+        online[f"MORS {mors.parent.name}"] = _cpu(mors) + (
+            _cpu(mors.parent / "sft" / "train_log.json") or 0
+        )
+    soups = {
+        f"SFT {p.parent.name}": _cpu(p)
+        for p in sorted((runs / "bench" / "soups").glob("*/train_log.json"))
+    }
+    morlhf = {
+        f"GRPO {p.parent.name}": _cpu(p)
+        for p in sorted((runs / "bench" / "morlhf").glob("w*/train_log.json"))
+    }
+
+    def total(parts: dict, required: bool = True) -> dict:
+        ok = required and all(v is not None for v in parts.values())
+        return {"cpu_seconds": sum(parts.values()) if ok else None, "parts": parts}
+
+    return {
+        "ric_offline": total({"data": data, "SFT": sft}),
+        "ric_online": total({"data": data, "SFT": sft, **online}, bool(online)),
+        "soups": total({"data": data, **soups}, bool(soups)),
+        "morlhf": total(morlhf, bool(morlhf)),
+        "prompt_only": {"cpu_seconds": 0.0, "parts": {}},
+        "base": {"cpu_seconds": 0.0, "parts": {}},
+    }
+
+
+def method_notes(runs: Path) -> dict:
+    """What each method's run was, in one line, read from the runs' own artifacts."""
+    from ric.baselines import preference_instruction
+
+    notes, bench = {}, runs / "bench"
+    sft = runs / "sft" / "train_log.json"
+    if sft.exists():
+        log = read_json(sft)
+        notes["ric_offline"] = (
+            f"one LoRA, reward-conditioned SFT: {log.get('steps')} steps on "
+            f"{log.get('n_examples')} examples (train/recipes/cpu_sft.yaml)"
+        )
+    iters = sorted((runs / "online").glob("iter_*/mors.json"))
+    if iters:
+        kept = [read_json(m).get("kept") for m in iters]
+        notes["ric_online"] = f"the offline adapter + {len(iters)} MORS iteration(s), kept {kept}"
+    parts = []
+    for log in sorted((bench / "soups").glob("*/train_log.json")):
+        meta = log.parent / "adapter" / "ric.json"
+        info = read_json(meta)["extra"].get("baseline", {}) if meta.exists() else {}
+        parts.append(
+            f"{log.parent.name}: {read_json(log).get('steps')} steps on {info.get('n_rows')} "
+            f"rows (top {100 * (1 - info.get('keep_quantile', 0.7)):.0f}%)"
+        )
+    if parts:
+        front = bench / "soups" / "front.json"
+        comb = read_json(front).get("combination", "cat") if front.exists() else "cat"
+        notes["soups"] = (
+            f"one LoRA per reward, plain-prompt SFT ({'; '.join(parts)}); "
+            f"interpolated with w by peft combination '{comb}'"
+        )
+    logs = sorted((bench / "morlhf").glob("w*/train_log.json"))
+    if logs:
+        meta = logs[0].parent / "adapter" / "ric.json"
+        rec = read_json(meta)["extra"].get("recipe", {}) if meta.exists() else {}
+        steps = [read_json(log).get("steps") for log in logs]
+        notes["morlhf"] = (
+            f"{len(logs)} GRPO runs, steps {steps}; per step {rec.get('batch_size')} completions "
+            f"({rec.get('num_generations')} per prompt) of <= {rec.get('max_completion_length')} "
+            f"tokens, beta {rec.get('beta')}, lr {rec.get('learning_rate')}"
+        )
+    front = bench / "prompt_only" / "front.json"
+    if front.exists():
+        names = read_json(front)["reward_names"]
+        example = preference_instruction([0.7, 0.3], names) if len(names) == 2 else ""
+        notes["prompt_only"] = f'base model, system turn e.g. "{example}"; no training'
+    notes["base"] = "base model, plain prompt, one point (no preference)"
+    return notes
+
+
+def dominated_share(points: np.ndarray, by: np.ndarray) -> float:
+    """Share of `points` strictly dominated by some point of `by` (every reward maximized)."""
+    dom = [np.any(np.all(by >= p, axis=1) & np.any(by > p, axis=1)) for p in points]
+    return float(np.mean(dom)) if len(dom) else 0.0
+
+
+def summarize(runs: Path) -> dict:
+    """benchmarks.json: every method's metrics with ONE reference point, and its cost."""
+    fronts = {
+        m: read_json(runs / "bench" / m / "front.json")
+        for m in METHODS
+        if (runs / "bench" / m / "front.json").exists()
+    }
+    costs = train_costs(runs)
+    notes = method_notes(runs)
+    ref_from = next((m for m in (*RIC, *METHODS) if m in fronts), None)
+    ref = np.array(fronts[ref_from]["reference_point"]) if ref_from else None
+    points = {m: np.array([p["achieved"] for p in f["points"]]) for m, f in fronts.items()}
+    ric_hv = {m: hypervolume(points[m], ref) for m in RIC if m in fronts}
+    best_ric = max(ric_hv, key=ric_hv.get) if ric_hv else None
+    out = {}
+    for m, label in METHODS.items():
+        row = {"label": label, "train_cpu_seconds": costs[m]["cpu_seconds"]}
+        row["notes"] = notes.get(m)
+        row["train_cost_parts"] = costs[m]["parts"]
+        if m not in fronts:
+            out[m] = {**row, "status": "not run yet"}
+            continue
+        f, pts = fronts[m], points[m]
+        ctrl = f.get("controllability") or {}
+        row.update(
+            status="ok",
+            front=str(runs / "bench" / m / "front.json"),
+            source=f.get("source"),
+            settings_differ=f.get("settings_differ") or [],
+            reference_point_differs=not np.allclose(f["reference_point"], ref),
+            n_points=len(pts),
+            points=[{"weights": p["weights"], "achieved": p["achieved"]} for p in f["points"]],
+            hypervolume=hypervolume(pts, ref),
+            sparsity=sparsity(pts[pareto_mask(pts)]),
+            spearman=ctrl.get("spearman_mean"),
+            monotonicity=ctrl.get("monotonicity_mean"),
+            eval_cpu_seconds=f.get("cpu_seconds"),
+        )
+        if best_ric and m not in RIC:
+            row["dominated_by_ric"] = dominated_share(pts, points[best_ric])
+        out[m] = row
+    names = next((f["reward_names"] for f in fronts.values()), None)
+    return {
+        "methods": out,
+        "reference_point": ref.tolist() if ref is not None else None,
+        "reference_point_from": ref_from,
+        "best_ric": best_ric,
+        "reward_names": names,
+        # The generation settings of the reference front (a reused front flags any difference).
+        "settings": {k: fronts[ref_from]["settings"].get(k) for k in SAME_SETTINGS}
+        if ref_from
+        else None,
+        "machine": read_json(runs / "bench" / "machine.json")
+        if (runs / "bench" / "machine.json").exists()
+        else None,
+        "throughput": read_json(runs / "bench" / "throughput.json")
+        if (runs / "bench" / "throughput.json").exists()
+        else None,
+        "commands": COMMANDS,
+    }
+
+
+CHEAP_ENOUGH = 0.2  # "about 10% of MORLHF's compute" counts as met up to 20%
+
+
+def _compare(a: float, b: float) -> str:
+    """ "HIGHER (+12.3%)", "LOWER (-4.0%)" or "EQUAL" for RiC's value a against b."""
+    if np.isclose(a, b, rtol=1e-9, atol=1e-12):
+        return "EQUAL"
+    rel = f" ({100 * (a - b) / abs(b):+.1f}%)" if b else ""
+    return ("HIGHER" if a > b else "LOWER") + rel
+
+
+def verdict(summary: dict) -> list[str]:
+    """Sentences comparing RiC with each baseline, computed from the numbers, whoever wins."""
+    ms, best = summary["methods"], summary["best_ric"]
+    if best is None:
+        return ["No RiC front yet: nothing to compare."]
+    r = ms[best]
+    lines, wins, cost_ratio = [], {}, None
+    for m in ("morlhf", "soups", "prompt_only", "base"):
+        b = ms[m]
+        if b["status"] != "ok":
+            lines.append(f"{b['label']}: not run yet.")
+            continue
+        wins[m] = (
+            r["hypervolume"] > b["hypervolume"]
+            and _compare(r["hypervolume"], b["hypervolume"]) != "EQUAL"
+        )
+        text = (
+            f"{r['label']} vs {b['label']}: hypervolume {r['hypervolume']:.4f} vs "
+            f"{b['hypervolume']:.4f}, RiC is {_compare(r['hypervolume'], b['hypervolume'])}; "
+            f"{100 * b['dominated_by_ric']:.0f}% of the {b['label']} points are dominated by "
+            "RiC's front."
+        )
+        rc, bc = r["train_cpu_seconds"], b["train_cpu_seconds"]
+        if m in ("morlhf", "soups") and rc is not None and bc:
+            text += (
+                f" Training cost: RiC {rc / 3600:.2f} vs {bc / 3600:.2f} CPU-hours "
+                f"({100 * rc / bc:.0f}% of {b['label']})."
+            )
+            if m == "morlhf":
+                cost_ratio = rc / bc
+        lines.append(text)
+    if "morlhf" in wins and "soups" in wins:
+        better = wins["morlhf"] and wins["soups"]
+        cheap = cost_ratio is not None and cost_ratio <= CHEAP_ENOUGH
+        cost = "unknown" if cost_ratio is None else f"{100 * cost_ratio:.0f}%"
+        lines.append(
+            "Headline claim (fronts better than MORLHF and Rewarded Soups with ~10% of MORLHF's "
+            f"compute): {'HOLDS' if better and cheap else 'DOES NOT HOLD'} on this machine. "
+            f"RiC's front beats both by hypervolume: {'yes' if better else 'no'}. RiC's training "
+            f"cost is {cost} of MORLHF's (counted as ~10% up to {100 * CHEAP_ENOUGH:.0f}%)."
+        )
+    else:
+        lines.append("Headline claim: undecided until both MORLHF and Rewarded Soups have run.")
+    return lines
+
+
+# ---------------------------------------------------------------- report
+
+
+def _f(v, nd=3) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def _hours(s) -> str:
+    return "n/a" if s is None else f"{s / 3600:.2f} h"
+
+
+def _machine_text(m: dict | None, what: str) -> str:
+    if not m:
+        return f"{what}: not recorded"
+    return (
+        f"{what}: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads), Python {m['python']}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+    )
+
+
+def _settings_text(settings: dict | None) -> str:
+    if not settings:
+        return "Generation: ric.evaluation.EvalConfig defaults (no front yet)."
+    n = settings.get("max_prompts")
+    return (
+        f"Prompts: {'all' if n is None else f'the first {n}'} of {settings['prompts']}; "
+        f"{settings['max_new_tokens']} new tokens, temperature {settings['temperature']}, "
+        f"top_p {settings['top_p']}, seed {settings['seed']} + sweep index."
+    )
+
+
+def markdown(summary: dict, plot: str | None) -> str:
+    ms = summary["methods"]
+    ref = summary["reference_point"]
+    names = summary["reward_names"] or ["the RiC adapter's rewards"]
+    ran = any(r["status"] == "ok" for r in ms.values())
+    lines = [
+        "# Benchmarks: RiC against its baselines on this machine",
+        "",
+        "Generated by `python bench/fronts.py --report-only` from the saved runs; every number",
+        "below comes from a file under runs/ (paths in docs/benchmarks.json). Do not edit by hand.",
+        "",
+        *(
+            []
+            if ran
+            else [
+                "**Status: nothing has run yet.** Every table below fills in from runs/ once",
+                "`bash bench/run_baselines.sh` has run; no number here is estimated or typed in.",
+                "",
+            ]
+        ),
+        "## Commands",
+        "",
+        *[f"- {k}: `{v}`" for k, v in COMMANDS.items()],
+        "",
+        _machine_text(summary["machine"], "Machine the runs ran on") + ".",
+        "",
+        "## Setup (the same for every method)",
+        "",
+        f"- Rewards: {', '.join(names)}, normalized with the RewardStats stored in the RiC adapter",
+        "  (runs/sft/adapter/reward_stats.json); every method is scored by the same functions.",
+        f"- {_settings_text(summary['settings'])}",
+        "- Sweep: w1 in {0, 0.1, ..., 1} for RiC, Rewarded Soups and prompt-only; one point per",
+        "  MORLHF run (w1 in {0, 0.25, 0.5, 0.75, 1}); the base model is one point.",
+        f"- Hypervolume reference point (one for all): {ref if ref else 'set by the first front'}",
+        "  (the 0.02 quantile of each normalized training reward, ric.evaluation.reference_point).",
+        "- Training cost: CPU-seconds (user + system, all threads) from each run's own log.",
+        "  RiC and Rewarded Soups both include building the offline data (runs/data/data.json,",
+        "  which scored four rewards, not only these two); prompt-only and base cost nothing.",
+        "",
+        "## Result",
+        "",
+        "<!-- automatically generated from the numbers below: not edited by hand -->",
+        "",
+        *[f"- {s}" for s in verdict(summary)],
+        "",
+        "## Fronts",
+        "",
+        "| method | points | hypervolume | sparsity | Spearman | monotonicity "
+        "| dominated by RiC | train CPU | eval CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ms.values():
+        if r["status"] != "ok":
+            lines.append(
+                f"| {r['label']} | not run yet | | | | | | {_hours(r['train_cpu_seconds'])} | |"
+            )
+            continue
+        differ = r["settings_differ"] + ["reference point"] * r["reference_point_differs"]
+        flags = f" (own settings differ: {', '.join(differ)})" if differ else ""
+        dom = r.get("dominated_by_ric")
+        lines.append(
+            f"| {r['label']}{flags} | {r['n_points']} | {_f(r['hypervolume'], 4)} "
+            f"| {_f(r['sparsity'], 4)} | {_f(r['spearman'], 2)} | {_f(r['monotonicity'], 2)} "
+            f"| {'' if dom is None else f'{100 * dom:.0f}%'} | {_hours(r['train_cpu_seconds'])} "
+            f"| {_hours(r['eval_cpu_seconds'])} |"
+        )
+    lines += [
+        "",
+        "Spearman and monotonicity: weight vs achieved reward, mean over rewards (n/a for the",
+        "base model, which has no weights). Dominated by RiC: share of a method's points strictly",
+        "dominated by a point of the best RiC front.",
+        "",
+    ]
+    if plot:
+        lines += [f"![all fronts]({plot}.png)", "", f"Interactive: [{plot}.html]({plot}.html)", ""]
+    lines += ["## What each method ran", ""]
+    lines += [f"- {r['label']}: {r['notes']}" for r in ms.values() if r.get("notes")]
+    lines += ["", "## Training cost by part", "", "| method | part | CPU |", "|---|---|---|"]
+    for r in ms.values():
+        for part, s in r["train_cost_parts"].items():
+            lines.append(f"| {r['label']} | {part} | {_hours(s)} |")
+    lines += ["", *throughput_markdown(summary["throughput"])]
+    return "\n".join(lines) + "\n"
+
+
+def throughput_markdown(t: dict | None) -> list[str]:
+    lines = ["## Throughput (bench/throughput.py)", ""]
+    if not t:
+        return [*lines, "Not run yet: `python bench/throughput.py`."]
+    p, d = t["pipeline"], t["decode"]
+    lines += [
+        f"Model {t['model']}, {t['n']} prompts, {t['max_new_tokens']} new tokens, "
+        f"dtype {t['dtype']}; {_machine_text(t.get('machine'), 'machine')}.",
+        "",
+        "| data pipeline (generate + score) | responses/s | new tokens/s |",
+        "|---|---|---|",
+    ]
+    for k in ("sequential", "batched"):
+        lines.append(
+            f"| {p[k]['label']} | {p[k]['responses_per_s']:.2f} | {p[k]['tokens_per_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Batching speed-up: {p['speedup']:.1f}x responses per second.",
+        "",
+        f"Decode at batch 1: {d['tokens_per_s']:.1f} tokens/s. Bandwidth bound: "
+        f"{d['bytes_per_token'] / 1e6:.0f} MB of weights read per token / "
+        f"{d['bandwidth_gb_s']:.1f} GB/s measured ({d['bandwidth_method']}) = "
+        f"{d['bound_tokens_per_s']:.1f} tokens/s; decode reaches "
+        f"{100 * d['fraction_of_bound']:.0f}% of it.",
+    ]
+    return lines
+
+
+def report(runs: Path, docs: Path) -> dict:
+    summary = summarize(runs)
+    docs.mkdir(parents=True, exist_ok=True)
+    fronts = []
+    for m, r in summary["methods"].items():
+        if r["status"] == "ok":
+            # Legend names carry the hypervolume with the shared reference point.
+            front = read_json(runs / "bench" / m / "front.json")
+            fronts.append({**front, "label": r["label"], "hypervolume": r["hypervolume"]})
+    plot = None
+    if fronts:
+        from ric.plotting import save_front_figures
+
+        save_front_figures(fronts, docs / "benchmarks_front")
+        plot = "benchmarks_front"
+    summary["verdict"] = verdict(summary)
+    write_json(docs / "benchmarks.json", summary)
+    atomic_write_text(docs / "BENCHMARKS.md", markdown(summary, plot))
+    return summary
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--report-only", action="store_true", help="only regenerate the docs")
+    p.add_argument("--runs", default="runs", help="runs folder (see the layout above)")
+    p.add_argument("--docs", default="docs", help="where BENCHMARKS.md and benchmarks.json go")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, run in order")
+    p.add_argument("--ric-adapter", default=None, help="default: RUNS/sft/adapter (shared stats)")
+    p.add_argument("--soups-recipe", default="train/recipes/bench_soups.yaml")
+    p.add_argument("--morlhf-recipe", default="train/recipes/bench_morlhf.yaml")
+    p.add_argument("--prompts", default="assets/prompts/eval.txt")
+    p.add_argument("--max-prompts", type=int, default=100)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=48)
+    p.add_argument("--dtype", default="bfloat16")
+    args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
+    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft" / "adapter")
+    if not args.report_only:
+        run_all(args)
+    summary = report(Path(args.runs), Path(args.docs))
+    for line in summary["verdict"]:
+        print(line)
+    print(f"written {Path(args.docs) / 'BENCHMARKS.md'} and {Path(args.docs) / 'benchmarks.json'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""bench/fronts.py --report-only on fake runs, bench/throughput.py on a tiny model, the recipes."""
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ric.artifacts import write_json
+from ric.baselines import MorlhfRecipe, SoupsRecipe
+from ric.config import load_config
+from ric.mapping import simplex_grid
+from ric.pareto import hypervolume
+from ric.training import SFTRecipe
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["positivity", "brevity"]
+REF = [-2.0, -2.0]
+SETTINGS = {
+    "prompts": "assets/prompts/eval.txt",
+    "max_prompts": 100,
+    "max_new_tokens": 64,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "seed": 0,
+}
+
+
+def _load(name: str):
+    """bench/ holds scripts, not a package: load one as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fronts = _load("fronts")
+
+
+def _front(label, achieved, weights=None, **kw):
+    weights = weights if weights is not None else simplex_grid(2, len(achieved)).tolist()
+    return {
+        "label": label,
+        "reward_names": NAMES,
+        "reference_point": REF,
+        "hypervolume": 0.0,
+        "points": [
+            {"weights": w, "desired": None if w is None else [0.0, 0.0], "achieved": a}
+            for w, a in zip(weights, achieved, strict=True)
+        ],
+        "settings": SETTINGS,
+        "cpu_seconds": 100.0,
+        **(
+            {"controllability": {"spearman_mean": 0.9, "monotonicity_mean": 1.0}}
+            if weights[0]
+            else {}
+        ),
+        **kw,
+    }
+
+
+def _line(lo, hi, k):
+    """k points on the segment from (lo, hi) to (hi, lo): a front."""
+    t = np.linspace(0, 1, k)[:, None]
+    return ((1 - t) * np.array([lo, hi]) + t * np.array([hi, lo])).round(4).tolist()
+
+
+def fake_runs(root: Path, ric_level: float) -> Path:
+    """RiC's and the baselines' logs and fronts; MORLHF's front sits at level 1.0."""
+    runs = root / "runs"
+    write_json(runs / "data" / "data.json", {"cpu_seconds": 1000.0})
+    write_json(runs / "sft" / "train_log.json", {"cpu_seconds": 2000.0})
+    write_json(runs / "online" / "iter_1" / "mors.json", {"cpu_seconds": 300.0})
+    write_json(runs / "online" / "iter_1" / "sft" / "train_log.json", {"cpu_seconds": 400.0})
+    for name, cpu in (("positivity", 500.0), ("brevity", 600.0)):
+        write_json(runs / "bench" / "soups" / name / "train_log.json", {"cpu_seconds": cpu})
+    for w in simplex_grid(2, 5):
+        run = f"w{w[0]:.2f}_{w[1]:.2f}"
+        write_json(runs / "bench" / "morlhf" / run / "train_log.json", {"cpu_seconds": 10000.0})
+    bench = runs / "bench"
+    write_json(bench / "ric_offline" / "front.json", _front("RiC", _line(-1, ric_level, 11)))
+    write_json(bench / "ric_online" / "front.json", _front("RiC+", _line(-1, ric_level - 0.1, 11)))
+    write_json(bench / "soups" / "front.json", _front("soups", _line(-1, 0.5, 11)))
+    write_json(bench / "morlhf" / "front.json", _front("morlhf", _line(-1, 1.0, 5)))
+    write_json(bench / "prompt_only" / "front.json", _front("prompt", _line(-1.5, 0, 11)))
+    # the base model has not run: its row must say so
+    write_json(
+        bench / "machine.json",
+        {
+            "cpu": "Test CPU",
+            "cores": 2,
+            "torch_threads": 2,
+            "python": "3.11",
+            "torch": "2.x",
+            "gpu": None,
+        },
+    )
+    return runs
+
+
+@pytest.mark.parametrize("ric_level, holds", [(0.5, False), (1.5, True)])
+def test_report_only_from_fake_runs(tmp_path, ric_level, holds):
+    runs = fake_runs(tmp_path, ric_level)
+    docs = tmp_path / "docs"
+    fronts.main(["--report-only", "--runs", str(runs), "--docs", str(docs)])
+    md = (docs / "BENCHMARKS.md").read_text()
+    out = json.loads((docs / "benchmarks.json").read_text())
+    assert (docs / "benchmarks_front.png").exists() and (docs / "benchmarks_front.html").exists()
+
+    m = out["methods"]
+    assert out["reference_point"] == REF and out["best_ric"] == "ric_offline"
+    assert m["ric_offline"]["train_cpu_seconds"] == 3000.0
+    assert m["ric_online"]["train_cpu_seconds"] == 3700.0
+    assert m["soups"]["train_cpu_seconds"] == 2100.0
+    assert m["morlhf"]["train_cpu_seconds"] == 50000.0
+    assert m["prompt_only"]["train_cpu_seconds"] == 0.0
+    assert m["base"]["status"] == "not run yet"
+    expected = hypervolume(np.array(_line(-1, 1.0, 5)), REF)
+    assert m["morlhf"]["hypervolume"] == pytest.approx(expected)
+    assert m["morlhf"]["spearman"] == 0.9 and m["morlhf"]["n_points"] == 5
+
+    assert "python bench/fronts.py --report-only" in md and "Test CPU" in md
+    assert "| base model | not run yet |" in md
+    assert "automatically generated" in md
+    if holds:
+        assert "HOLDS on this machine" in md and "RiC is HIGHER" in md
+        assert "(6% of MORLHF (GRPO))" in md  # 3000 / 50000 CPU-seconds
+    else:
+        assert "DOES NOT HOLD" in md and "RiC is LOWER (-22.9%)" in md
+        assert "vs Rewarded Soups: hypervolume 5.0125 vs 5.0125, RiC is EQUAL" in md
+    assert out["verdict"] and all(s in md for s in out["verdict"])
+
+
+def test_report_on_nothing_says_not_run(tmp_path):
+    docs = tmp_path / "docs"
+    fronts.main(["--report-only", "--runs", str(tmp_path / "none"), "--docs", str(docs)])
+    md = (docs / "BENCHMARKS.md").read_text()
+    assert md.count("not run yet") >= 6 and "No RiC front yet" in md
+
+
+def test_reused_front_is_copied_and_checked(tmp_path):
+    runs = tmp_path / "runs"
+    write_json(
+        runs / "eval_sft" / "front.json",
+        _front("RiC", _line(-1, 1, 11), settings={**SETTINGS, "max_prompts": 10}),
+    )
+    args = fronts.argparse.Namespace(
+        runs=str(runs),
+        prompts=SETTINGS["prompts"],
+        max_prompts=100,
+        max_new_tokens=64,
+        batch_size=48,
+        dtype="bfloat16",
+    )
+    fronts.run_method("ric_offline", args, meta=None)
+    copied = json.loads((runs / "bench" / "ric_offline" / "front.json").read_text())
+    assert copied["source"].endswith("eval_sft/front.json")
+    assert copied["settings_differ"] == ["max_prompts"] and copied["label"] == "RiC (offline)"
+
+
+def test_throughput_smoke_and_report(tmp_path, tiny_model_dir):
+    throughput = _load("throughput")
+    out = tmp_path / "runs" / "bench" / "throughput.json"
+    throughput.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--n",
+            "4",
+            "--out",
+            str(out),
+            "--rewards",
+            "positivity,brevity",
+            "--max-new-tokens",
+            "8",
+            "--decode-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--bw-mb",
+            "16",
+            "--dtype",
+            "float32",
+        ]
+    )
+    t = json.loads(out.read_text())
+    assert t["pipeline"]["sequential"]["responses"] == 4 == t["pipeline"]["batched"]["responses"]
+    assert t["pipeline"]["speedup"] > 0 and t["decode"]["tokens_per_s"] > 0
+    # tiny LM: 2 layers of width 16 plus a tied 16-wide embedding, float32
+    assert t["decode"]["bytes_per_token"] % 4 == 0 and t["decode"]["bound_tokens_per_s"] > 0
+    docs = tmp_path / "docs"
+    fronts.main(["--report-only", "--runs", str(tmp_path / "runs"), "--docs", str(docs)])
+    assert "Batching speed-up" in (docs / "BENCHMARKS.md").read_text()
+
+
+def test_bench_recipes_parse():
+    soups = load_config(SoupsRecipe, ROOT / "train" / "recipes" / "bench_soups.yaml")
+    SFTRecipe(**soups.sft)  # every ingredient override is an SFTRecipe field
+    morlhf = load_config(MorlhfRecipe, ROOT / "train" / "recipes" / "bench_morlhf.yaml")
+    assert soups.rewards == morlhf.rewards
+    assert np.allclose(morlhf.weights, simplex_grid(2, len(morlhf.weights)))
+    assert morlhf.batch_size % morlhf.num_generations == 0
+
+
+def test_run_script_parses():
+    subprocess.run(["bash", "-n", str(ROOT / "bench" / "run_baselines.sh")], check=True)
+
+
+def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
+    """The whole orchestration, 2 training steps per run: soups, MORLHF, prompt-only, base."""
+    import yaml
+    from conftest import make_tiny_adapter
+
+    from ric.artifacts import RicMeta, write_jsonl
+    from ric.baselines import shared_stats
+
+    runs = tmp_path / "runs"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello there\nmy dog died\nhow are you today\n")
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "key": f"{k}",
+            "prompt": "hello there",
+            "response": "i feel great",
+            "raw": rng.normal(size=2).tolist(),
+        }
+        for k in range(16)
+    ]
+    write_jsonl(runs / "data" / "dataset.jsonl", rows)
+    write_json(runs / "data" / "data.json", {"reward_names": NAMES, "cpu_seconds": 5.0})
+    adapter = make_tiny_adapter(runs / "sft" / "adapter", tiny_model_dir)
+    meta = RicMeta.load(adapter)  # the shared statistics: those of runs/data
+    meta.stats = shared_stats(runs / "data", NAMES).to_dict()
+    meta.save(adapter)
+    tiny = {
+        "lora_r": 2,
+        "lora_alpha": 4,
+        "batch_size": 4,
+        "max_steps": 2,
+        "save_steps": 2,
+        "learning_rate": 1e-2,
+        "max_length": 64,
+    }
+    soups = tmp_path / "soups.yaml"
+    soups.write_text(yaml.safe_dump({"model": str(tiny_model_dir), "rewards": NAMES, "sft": tiny}))
+    morlhf = tmp_path / "morlhf.yaml"
+    morlhf.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tiny_model_dir),
+                "prompts": str(prompts),
+                "rewards": NAMES,
+                "max_steps": 2,
+                "num_generations": 2,
+                "batch_size": 4,
+                "max_completion_length": 4,
+                "lora_r": 2,
+                "lora_alpha": 4,
+                "save_steps": 2,
+            }
+        )
+    )
+    args = [
+        "--runs",
+        str(runs),
+        "--docs",
+        str(tmp_path / "docs"),
+        "--prompts",
+        str(prompts),
+        "--max-prompts",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "4",
+        "--dtype",
+        "float32",
+        "--soups-recipe",
+        str(soups),
+        "--morlhf-recipe",
+        str(morlhf),
+    ]
+    fronts.main(args)
+    out = json.loads((tmp_path / "docs" / "benchmarks.json").read_text())["methods"]
+    assert out["ric_online"]["status"] == "not run yet"
+    for m, n in (
+        ("ric_offline", 11),
+        ("soups", 11),
+        ("morlhf", 5),
+        ("prompt_only", 11),
+        ("base", 1),
+    ):
+        assert out[m]["status"] == "ok" and out[m]["n_points"] == n, m
+    assert out["soups"]["train_cpu_seconds"] > 5.0 and out["morlhf"]["train_cpu_seconds"] > 0
+    assert len(list((runs / "bench" / "morlhf").glob("w*/adapter/adapter_model.safetensors"))) == 5
+    # A second run finds everything done and changes nothing.
+    before = (runs / "bench" / "soups" / "front.json").read_text()
+    fronts.main(args)
+    assert (runs / "bench" / "soups" / "front.json").read_text() == before
