@@ -19,7 +19,7 @@ from ric.generation import GenerationSettings
 from ric.mapping import simplex_grid
 from ric.pareto import controllability_report, hypervolume, pareto_mask, sparsity
 from ric.steering import SteerableModel
-from ric.training import cpu_seconds, read_prompts
+from ric.training import command_line, cpu_seconds, read_prompts
 
 FRONT_FILE = "front.json"
 REFERENCE_QUANTILE = 0.02
@@ -125,6 +125,7 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
         "points": points,
         "per_prompt": {"n_prompts": len(per_prompt[0]), "achieved": per_prompt},
         "settings": dataclasses.asdict(cfg),
+        "command": command_line(),
         "stats_source": steer.stats.to_dict()["range_source"],
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),

@@ -49,6 +49,13 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def command_line() -> str:
+    """How this process was started, recorded in every log so a figure names its command."""
+    import sys
+
+    return " ".join(["python", *sys.argv])
+
+
 def read_prompts(path: str | Path) -> list[str]:
     """One prompt per line; blank lines and lines starting with '#' are skipped."""
     path = Path(path)
@@ -223,6 +230,7 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
         out / "data.json",
         {
             "config": dataclasses.asdict(cfg),
+            "command": command_line(),
             "source": source,
             "n_rows": len(rows),
             "reward_names": list(cfg.rewards),
@@ -475,6 +483,7 @@ def train_sft(
         write_json(
             out / "train_log.json",
             {
+                "command": command_line(),
                 "steps": result.global_step,
                 "train_loss": result.training_loss,
                 "n_examples": len(examples),
