@@ -1259,19 +1259,9 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
             )
         append_jsonl(samples, rows)
     rows = read_jsonl(samples)
-    points, per = [], []
-    for w in sweep:
-        mine = [r for r in rows if r["weights"] == w]
-        ach = np.array([r["achieved"] for r in mine])
-        points.append(
-            {
-                "weights": w,
-                "desired": mine[0]["desired"],
-                "achieved": ach.mean(axis=0).round(4).tolist(),
-                "achieved_sem": (ach.std(axis=0) / np.sqrt(len(ach))).round(4).tolist(),
-            }
-        )
-        per.append(ach.round(3).tolist())
+    from ric.evaluation import aggregate_sweep
+
+    points, per = aggregate_sweep(sweep, rows)
     achieved = np.array([p["achieved"] for p in points])
     if cfg.reference_point is not None:
         ref = np.asarray(cfg.reference_point, dtype=float)

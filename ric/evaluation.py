@@ -99,8 +99,9 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
     )
 
 
-def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
-    names = steer.reward_names
+def aggregate_sweep(sweep, rows: list[dict]) -> tuple[list[dict], list[list]]:
+    """Per sweep point: mean achieved rewards (and their standard error) over its rows, plus
+    the per-prompt rewards. Shared by the text and image evaluators."""
     points, per_prompt = [], []
     for w in sweep:
         mine = [r for r in rows if r["weights"] == w]
@@ -114,6 +115,12 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
             }
         )
         per_prompt.append(ach.round(3).tolist())
+    return points, per_prompt
+
+
+def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
+    names = steer.reward_names
+    points, per_prompt = aggregate_sweep(sweep, rows)
     achieved = np.array([p["achieved"] for p in points])
     ref = reference_point(steer, cfg.reference_point)
     front = {
