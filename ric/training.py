@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import resource
 import time
 from pathlib import Path
@@ -26,18 +27,54 @@ from ric.generation import GenerationSettings, generate, is_degenerate
 from ric.normalization import RewardStats
 from ric.rewards import get_reward_fn
 
-# System hints used only while SAMPLING the offline data: they spread the responses across the
-# reward space (short/long, cheerful/gloomy, on/off topic). Training prompts never contain them.
+# Style hints used only while SAMPLING the offline data, appended to the user turn: they spread
+# the responses across the reward space. Training prompts never contain them. Measured on
+# SmolLM2-135M-Instruct (16 eval prompts): a system-turn hint barely moved the rewards (mean
+# positivity 0.33-0.43 across all hints), a user-turn "one short sentence" cut length by a third.
 DEFAULT_HINTS = [
     "",
+    "",
     "Answer in one short sentence.",
+    "Answer in two sentences.",
     "Give a long, detailed and thorough answer.",
     "Be warm, cheerful and upbeat.",
-    "Be blunt, serious and gloomy.",
     "Ignore the question and talk about something unrelated.",
-    "Answer briefly and positively.",
     "Explain step by step in detail.",
 ]
+
+# Response openers: the sample is generated as a continuation of the opener, which stays part of
+# the training response. The 135M model ignores "be gloomy", but a primed first sentence sets the
+# tone of what follows (measured mean VADER positivity: 0.83 after the cheerful opener below,
+# -0.29 after the sad one, 0.42 without). The trained model must then produce such openings
+# itself, from the tags alone.
+DEFAULT_OPENERS = [
+    "",
+    "",
+    "",
+    "",
+    "What a wonderful question! I'm so happy to help.",
+    "Great news: this is easier than it looks!",
+    "I love this! Here is a cheerful take.",
+    "Absolutely, glad you asked!",
+    "Sadly, this is a difficult and painful situation.",
+    "Unfortunately, there is no easy answer here.",
+    "I'm sorry, but this is a hard and frustrating problem.",
+    "Honestly, the outlook is bleak.",
+]
+
+# A sentence ends at . ! ? after a letter or closing mark (not "1." of a list), or at a newline.
+_SENTENCE_END = re.compile(r"(?<=[^\W\d_][.!?])\s+|(?<=[)\"'][.!?])\s+|\n+")
+
+
+def sentence_prefix(text: str, rng: random.Random) -> str | None:
+    """The first k (1 <= k < n) sentences of a response of n sentences, k drawn uniformly; None
+    for a one-sentence response. Cutting finished answers at sentence ends spreads the brevity
+    reward with natural endings and keeps each answer's tone."""
+    text = text.strip()
+    ends = [m.start() for m in _SENTENCE_END.finditer(text) if len(text[: m.start()].split()) >= 3]
+    if not ends:
+        return None
+    return text[: ends[rng.randrange(len(ends))]].strip()
 
 
 def cpu_seconds() -> float:
@@ -83,7 +120,9 @@ class PrepareConfig:
     max_prompts: int | None = field(None, "use only the first N prompts (or dataset rows)")
     samples_per_prompt: int = field(4, "responses sampled per prompt")
     temperatures: list = field([0.7, 1.0], "sampling temperatures, cycled over samples")
-    hints: list = field(DEFAULT_HINTS, "system hints drawn per sample to spread the rewards")
+    hints: list = field(DEFAULT_HINTS, "user-turn style hints drawn per sample")
+    openers: list = field(DEFAULT_OPENERS, "response openers drawn per sample (kept in the data)")
+    prefixes: bool = field(True, "add each multi-sentence answer's first k sentences as a row")
     max_new_tokens: int = field(64, "response length cap in tokens")
     batch_size: int = field(32, "generation batch size")
     rewards: list = field(
@@ -147,11 +186,18 @@ def sample_responses(cfg: PrepareConfig, out: Path) -> None:
     jobs = []
     for i, prompt in enumerate(prompts):
         for k in range(cfg.samples_per_prompt):
-            hint = rng.choice(cfg.hints)  # drawn for every job so a resume redraws the same
+            # Drawn for every job, done or not, so that a resume redraws the same.
+            hint, opener = rng.choice(cfg.hints), rng.choice(cfg.openers or [""])
             temp = float(cfg.temperatures[k % len(cfg.temperatures)])
             if f"{i}:{k}" not in done:
                 jobs.append(
-                    {"key": f"{i}:{k}", "prompt": prompt, "hint": hint, "temperature": temp}
+                    {
+                        "key": f"{i}:{k}",
+                        "prompt": prompt,
+                        "hint": hint,
+                        "opener": opener,
+                        "temperature": temp,
+                    }
                 )
     if not jobs:
         return
@@ -163,20 +209,38 @@ def sample_responses(cfg: PrepareConfig, out: Path) -> None:
             group = [j for j in chunk if j["temperature"] == temp]
             inputs = []
             for j in group:
-                msgs = [{"role": "user", "content": j["prompt"]}]
-                if j["hint"]:
-                    msgs.insert(0, {"role": "system", "content": j["hint"]})
-                inputs.append(
-                    tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-                )
+                user = f"{j['prompt']} {j['hint']}".strip()
+                msgs = [{"role": "user", "content": user}]
+                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                inputs.append(text + j["opener"])
             settings = GenerationSettings(cfg.max_new_tokens, temperature=temp, top_p=0.95)
             texts = generate(model, tok, inputs, settings, cfg.batch_size, progress=False)
             for j, text in zip(group, texts, strict=True):
                 n = len(tok(text, add_special_tokens=False).input_ids)
-                j["response"] = _finish(text, n, cfg.max_new_tokens)
+                text = _finish(text, n, cfg.max_new_tokens)
+                if j["opener"]:
+                    sep = "" if text[:1].isspace() else " "
+                    text = (j["opener"] + sep + text).strip()
+                j["response"] = text
             bar.update(len(group))
         append_jsonl(out / "samples.jsonl", chunk)
     bar.close()
+
+
+def echoes_hint(row: dict) -> bool:
+    hint = row.get("hint", "").strip().rstrip(".").lower()
+    return bool(hint) and hint in row["response"].lower()
+
+
+def prefix_rows(rows: list[dict], seed: int) -> list[dict]:
+    """One extra row per multi-sentence sample holding its first k sentences (same prompt and
+    sampling record, key suffixed ":p"); deterministic in the seed so reruns rescore nothing."""
+    extra = []
+    for r in rows:
+        cut = sentence_prefix(r["response"], random.Random(f"{seed}:{r['key']}"))
+        if cut:
+            extra.append({**r, "key": r["key"] + ":p", "response": cut})
+    return extra
 
 
 def score_rows(rows: list[dict], names: list[str], out_file: Path, chunk: int = 256) -> None:
@@ -213,7 +277,11 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
         source = {"hf_dataset": cfg.hf_dataset, "split": cfg.hf_split}
     else:
         sample_responses(cfg, out)
-        rows = read_jsonl(out / "samples.jsonl")
+        # A small model sometimes repeats its style hint ("Ignore the question and ..."): such a
+        # response would teach the trained model to print the hint.
+        rows = [r for r in read_jsonl(out / "samples.jsonl") if not echoes_hint(r)]
+        if cfg.prefixes:
+            rows += prefix_rows(rows, cfg.seed)
         source = {"prompts": cfg.prompts, "model": cfg.model or "smollm2-135m-instruct"}
     score_rows(rows, list(cfg.rewards), out / "scores.jsonl")
     scores = {r["key"]: r["raw"] for r in read_jsonl(out / "scores.jsonl")}

@@ -61,9 +61,8 @@ def _prepare_cfg(out, model_dir, prompts, **kw):
         max_new_tokens=6,
         batch_size=4,
         chunk=4,
-        rewards=REWARDS,
         dtype="float32",
-        **kw,
+        **{"prefixes": False, "rewards": REWARDS, **kw},
     )
 
 
@@ -132,6 +131,65 @@ def test_killed_prepare_resumes_without_redoing_work(
     calls.clear()
     prepare_dataset(cfg)
     assert calls == [] and len(read_jsonl(tmp_path / "scores.jsonl")) == 12
+
+
+def test_sentence_prefix_cuts_at_sentence_ends_only():
+    import random
+
+    rng = random.Random(0)
+    text = "Here is the plan for you.\n\n1. Do this first.\n2. Then that! Done now?"
+    cuts = {training.sentence_prefix(text, rng) for _ in range(50)}
+    assert cuts == {
+        "Here is the plan for you.",
+        "Here is the plan for you.\n\n1. Do this first.",
+        "Here is the plan for you.\n\n1. Do this first.\n2. Then that!",
+    }
+    assert training.sentence_prefix("Just one sentence here.", rng) is None
+    assert training.sentence_prefix("No. Way.", rng) is None  # cuts under 3 words are dropped
+
+
+def test_responses_that_echo_their_hint_are_dropped():
+    assert training.echoes_hint({"hint": "Be brief.", "response": "OK. be brief it is"})
+    assert not training.echoes_hint({"hint": "Be brief.", "response": "Brief answer."})
+    assert not training.echoes_hint({"hint": "", "response": "anything"})
+
+
+def test_openers_prime_samples_and_prefixes_add_rows(
+    tmp_path, tiny_model_dir, prompts_file, monkeypatch
+):
+    seen = []
+
+    def fake_generate(model, tok, inputs, settings, batch_size, progress=True):
+        seen.extend(inputs)
+        return ["is on the way. It takes two days. Then it ends."] * len(inputs)
+
+    monkeypatch.setattr(training, "generate", fake_generate)
+    cfg = _prepare_cfg(
+        tmp_path,
+        tiny_model_dir,
+        prompts_file,
+        openers=["Sadly,"],
+        hints=["Be brief."],
+        prefixes=True,
+    )
+    prepare_dataset(cfg)
+    rows = read_jsonl(tmp_path / "dataset.jsonl")
+    full = [r for r in rows if not r["key"].endswith(":p")]
+    cut = [r for r in rows if r["key"].endswith(":p")]
+    assert len(full) == len(cut) == 12
+    # The opener ends the generation prompt and starts the kept response; the hint sits in
+    # the user turn and never in the response.
+    assert all(x.endswith("Sadly,") and "Be brief." in x for x in seen)
+    assert all(r["response"].startswith("Sadly, is on the way.") for r in full)
+    assert all(
+        r["response"] in {"Sadly, is on the way.", "Sadly, is on the way. It takes two days."}
+        for r in cut
+    )
+    # Shorter prefixes score higher on brevity, and a rerun rescores nothing.
+    assert min(r["raw"][1] for r in cut) > max(r["raw"][1] for r in full)
+    n_scores = len(read_jsonl(tmp_path / "scores.jsonl"))
+    prepare_dataset(cfg)
+    assert len(read_jsonl(tmp_path / "scores.jsonl")) == n_scores == 24
 
 
 def test_preference_dataset_input(tmp_path, tiny_model_dir):
@@ -224,6 +282,55 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     assert len(base["points"]) == 1 and base["points"][0]["weights"] is None
 
 
+def test_three_objective_recipe_runs_end_to_end(tmp_path, tiny_model_dir, prompts_file):
+    """cpu_sft_3obj.yaml on a tiny budget: its own rewards, prepare -> SFT -> MORS -> the
+    13-point evaluation sweep."""
+    recipe = load_config(SFTRecipe, ROOT / "train" / "recipes" / "cpu_sft_3obj.yaml")
+    assert len(recipe.rewards) == 3
+    data = prepare_dataset(
+        _prepare_cfg(tmp_path / "d", tiny_model_dir, prompts_file, rewards=list(recipe.rewards))
+    )
+    small = dict(lora_r=2, lora_alpha=4, batch_size=4, max_steps=2, save_steps=2, max_length=64)
+    recipe = SFTRecipe(
+        **{
+            **recipe.__dict__,
+            **small,
+            "model": str(tiny_model_dir),
+            "data_dir": str(data),
+            "out_dir": str(tmp_path / "sft"),
+            "lora_layers": None,
+            "bf16": False,
+        }
+    )
+    adapter = train_sft(recipe)
+    online = OnlineRecipe(
+        data_dir=str(data),
+        adapter=str(adapter),
+        out_dir=str(tmp_path / "on"),
+        n_prompts=6,
+        max_new_tokens=4,
+        batch_size=6,
+        prompts=str(prompts_file),
+        dtype="float32",
+        sft={"max_steps": 1, "batch_size": 4},
+    )
+    new_adapter, _ = mors_iteration(online, str(adapter), 1, [])
+    front = evaluate_front(
+        EvalConfig(
+            adapter=new_adapter,
+            prompts=str(prompts_file),
+            max_prompts=2,
+            max_new_tokens=4,
+            batch_size=16,
+            dtype="float32",
+            out=str(tmp_path / "ev"),
+        )
+    )
+    assert front["reward_names"] == list(recipe.rewards)
+    assert len(front["points"]) == 13 and len(front["reference_point"]) == 3
+    assert all(len(p["achieved"]) == 3 for p in front["points"])
+
+
 def test_frontier_targets_and_filter():
     rng = np.random.default_rng(0)
     t = frontier_targets([-1, -2, -3], [1, 2, 3], 500, rng)
@@ -307,3 +414,22 @@ def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, tiny_model_dir, d
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((tmp_path / "train_log.json").read_text())["steps"] == 2
+
+
+def test_report_image_section_reads_the_shipped_image_model(tmp_path):
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("train_report", ROOT / "train" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    folder = tmp_path / "image"
+    shutil.copytree(ROOT / "assets" / "image", folder)
+    front = json.loads((folder / "front.json").read_text())
+    (folder / "base_front.json").unlink(missing_ok=True)
+    text = "\n".join(report.image_section(folder, tmp_path / "docs"))
+    assert f"| {front['hypervolume']:.3f} |" in text
+    assert "(null condition)" not in text and "../image/grid.png" in text
+    train = json.loads((folder / "model" / "ric.json").read_text())["extra"]["train"]
+    assert f"**{train['sample_timing']['seconds']:.2f} s**" in text
+    assert text.count("\n| [") == len(front["points"])

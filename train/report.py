@@ -51,6 +51,12 @@ def main(argv=None):
     p.add_argument("--fronts", default="base=runs/eval_base,offline=runs/eval_sft")
     p.add_argument("--out", default="docs/TRAINING.md")
     p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
+    p.add_argument(
+        "--image",
+        default="assets/image",
+        help="shipped image model folder (model/, front.json, base_front.json, grid.png); "
+        "'' to leave the image section out",
+    )
     args = p.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     data = read_json(runs / "data" / "data.json")
@@ -78,7 +84,7 @@ def main(argv=None):
         "| step | command | wall | CPU |",
         "|---|---|---|---|",
         f"| offline data | {_cmd(data, 'python train/prepare_dataset.py --config train/recipes/cpu_data.yaml')}"
-        f" | {_mins(data['wall_seconds'])}* | {_mins(data['cpu_seconds'])}* |",
+        f" | {_mins(data['wall_seconds'])} | {_mins(data['cpu_seconds'])} |",
     ]
     for s, log in zip(stages, logs, strict=True):
         lines.append(
@@ -99,17 +105,20 @@ def main(argv=None):
         )
     lines += [
         "",
-        "\\* the data step was interrupted once and resumed; its log counts the resumed run only "
-        "(the first run sampled about a third of the responses).",
-        "",
         "## Offline data",
         "",
-        f"{data['n_rows']} responses sampled from the base model for "
-        f"{data['config']['max_prompts'] or 'all'} training prompts "
-        f"({data['config']['samples_per_prompt']} each, temperatures "
-        f"{data['config']['temperatures']}, a random system hint each), scored with every "
-        "offline reward. Spearman correlation between the rewards over these responses "
-        "(negative = conflict):",
+        f"{data['n_rows']} responses for {data['config']['max_prompts'] or 'all'} training "
+        f"prompts: {data['config']['samples_per_prompt']} samples per prompt from the base model "
+        f"(temperatures {data['config']['temperatures']}, a random user-turn style hint and a "
+        "random response opener each, see `DEFAULT_HINTS` and `DEFAULT_OPENERS` in "
+        "ric/training.py)"
+        + (
+            ", plus the first k sentences of each multi-sentence sample as an extra row"
+            if data["config"].get("prefixes")
+            else ""
+        )
+        + ". Every response is scored with every offline reward. Spearman correlation "
+        "between the rewards over these responses (negative = conflict):",
         "",
         "| | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -192,8 +201,69 @@ def main(argv=None):
         from ric.plotting import save_front_figures
 
         save_front_figures(list(fronts.values()), out.parent / "training_front")
+    if args.image and (Path(args.image) / "front.json").exists():
+        lines += image_section(Path(args.image), out.parent)
     atomic_write_text(out, "\n".join(lines) + "\n")
     print(f"written {out}")
+
+
+def image_section(folder: Path, docs: Path) -> list[str]:
+    """The embedded image model: training cost, front vs the unconditioned point, the grid."""
+    meta = read_json(folder / "model" / "ric.json")
+    train = meta["extra"]["train"]
+    front = read_json(folder / "front.json")
+    base = read_json(folder / "base_front.json") if (folder / "base_front.json").exists() else None
+    st = front["settings"]
+    timing = train.get("sample_timing", {})
+    c = front["controllability"]
+    lines = [
+        "## The embedded image model (assets/image/)",
+        "",
+        "| step | command | wall | CPU |",
+        "|---|---|---|---|",
+        f"| train {train['steps']} steps of {train['batch_size']} | `python "
+        "train/train_diffusion.py --config train/recipes/cpu_image.yaml` | "
+        f"{_mins(train['train_seconds'])} | {_mins(train['cpu_seconds'])} |",
+    ]
+    for f in filter(None, [front, base]):
+        lines.append(
+            f"| evaluate {f['label']} | {_cmd(f, 'python train/evaluate_images.py')} | "
+            f"{_mins(f['wall_seconds'])} | {_mins(f['cpu_seconds'])} |"
+        )
+    lines += [
+        "",
+        f"A batch of {timing.get('n_images', 4)} images ({timing.get('num_inference_steps')} "
+        f"DDIM steps, guidance {timing.get('guidance_scale')}, {timing.get('threads')} threads) "
+        f"took **{timing.get('seconds', float('nan')):.2f} s** (measured by "
+        "`ric.diffusion.time_generation` at the end of training; the target is under 10 s).",
+        "",
+        f"Sweep: w_1 in {{0, 0.1, ..., 1}}, {st['n_images']} images per weight (the same seeds "
+        f"for every weight), mapping `{st.get('method') or meta['mapping']}`; "
+        f"hypervolume with reference point {front['reference_point']} (each reward's 0.02 "
+        "training quantile).",
+        "",
+        "| model | hypervolume | Spearman (weight vs achieved) | monotonicity |",
+        "|---|---|---|---|",
+        f"| {front['label']} | {front['hypervolume']:.3f} | "
+        f"{', '.join(_fmt(x) for x in c['spearman'])} | "
+        f"{', '.join(_fmt(x) for x in c['monotonicity'])} |",
+    ]
+    if base:
+        lines.append(
+            f"| {base['label']} (null condition) | {base['hypervolume']:.3f} | n/a | n/a |"
+        )
+    lines += ["", "| weights | desired | achieved (mean) |", "|---|---|---|"]
+    for pt in front["points"]:
+        w = [round(x, 2) for x in pt["weights"]]
+        d = [round(x, 2) for x in pt["desired"]]
+        lines.append(f"| {w} | {d} | {[round(x, 3) for x in pt['achieved']]} |")
+    if base:
+        lines.append(
+            f"| unconditioned | - | {[round(x, 3) for x in base['points'][0]['achieved']]} |"
+        )
+    grid = os.path.relpath(folder / "grid.png", docs)
+    lines += ["", f"![image sweep, one row per weight]({grid})", ""]
+    return lines
 
 
 if __name__ == "__main__":
