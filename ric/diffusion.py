@@ -1196,6 +1196,10 @@ class ImageEvalConfig:
     max_prompts: int | None = field(None, "use the first N captions")
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the model's)")
+    range_quantiles: list | None = field(
+        None, "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
+        "(default: the artifact's own)"
+    )
     guidance_scale: float | None = field(None, "CFG scale (default: the model's)")
     num_inference_steps: int | None = field(None, "sampling steps (default: the model's)")
     batch_size: int = field(16, "images per sampling batch")
@@ -1219,6 +1223,8 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
     (out / "images").mkdir(parents=True, exist_ok=True)
     t0, c0 = time.time(), _cpu_seconds()
     steer = steer or SteerableImageModel.load(cfg.model, cfg.device, base=cfg.base)
+    if cfg.range_quantiles:
+        steer.stats = steer.stats.with_range(cfg.range_quantiles)
     names = steer.reward_names
     if cfg.prompts:
         from ric.training import read_prompts

@@ -34,6 +34,10 @@ class EvalConfig:
     max_prompts: int | None = field(100, "use the first N prompts (None: all)")
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the adapter's)")
+    range_quantiles: list | None = field(
+        None, "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
+        "(default: the artifact's own)"
+    )
     max_new_tokens: int = field(64, "generation cap")
     temperature: float = field(0.7, "sampling temperature")
     top_p: float = field(0.9, "nucleus sampling")
@@ -64,6 +68,8 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
     t0, c0 = time.time(), cpu_seconds()
     if steer is None:
         steer = load_for_eval(cfg)
+    if cfg.range_quantiles:
+        steer.stats = steer.stats.with_range(cfg.range_quantiles)
     prompts = read_prompts(cfg.prompts)[: cfg.max_prompts]
     n = len(steer.reward_names)
     sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()

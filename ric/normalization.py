@@ -152,6 +152,22 @@ class RewardStats:
         grid = np.asarray(self.quantile_levels)
         return np.array([np.interp(lv[i], grid, q) for i, q in enumerate(self.quantiles)])
 
+    def with_range(self, range_quantiles: Sequence[float]) -> RewardStats:
+        """The same statistics with the mapping range moved to other quantiles of the training
+        rewards (read from the stored quantiles): an inference-time choice, no retraining.
+        A narrower range keeps the desired rewards where the training data is dense."""
+        qlo, qhi = map(float, range_quantiles)
+        if not 0.0 <= qlo < qhi <= 1.0:
+            raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {qlo, qhi}")
+        d = self.to_dict()
+        d.update(
+            low=self.quantile(qlo).tolist(),
+            high=self.quantile(qhi).tolist(),
+            range_source="data",
+            range_quantiles=[qlo, qhi],
+        )
+        return RewardStats.from_dict(d)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -74,3 +74,16 @@ def test_bad_use(raw, tmp_path):
         RewardStats.fit(raw, ["a", "b"], range_source="magic")
     with pytest.raises(FileNotFoundError):
         RewardStats.load(tmp_path / "missing.json")
+
+
+def test_with_range_moves_only_the_mapping_range():
+    rng = np.random.default_rng(1)
+    stats = RewardStats.fit(rng.normal(size=(5000, 2)), ["a", "b"])
+    narrow = stats.with_range([0.05, 0.95])
+    assert np.allclose(narrow.low, stats.quantile(0.05), atol=1e-9)
+    assert np.allclose(narrow.high, stats.quantile(0.95), atol=1e-9)
+    assert narrow.mean == stats.mean and narrow.std == stats.std
+    assert narrow.range_quantiles == [0.05, 0.95] and stats.range_quantiles == [0.0, 1.0]
+    assert -2.0 < narrow.low[0] < -1.3 and 1.3 < narrow.high[0] < 2.0
+    with pytest.raises(ValueError, match="range_quantiles"):
+        stats.with_range([0.9, 0.1])

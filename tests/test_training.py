@@ -433,3 +433,76 @@ def test_report_image_section_reads_the_shipped_image_model(tmp_path):
     train = json.loads((folder / "model" / "ric.json").read_text())["extra"]["train"]
     assert f"**{train['sample_timing']['seconds']:.2f} s**" in text
     assert text.count("\n| [") == len(front["points"])
+
+
+def _load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ship_text_sets_inference_defaults_checked_against_the_front(tmp_path, tiny_adapter_dir):
+    ship = _load_script("ship")
+    front = tmp_path / "ev" / "front.json"
+    settings = {"method": "l2", "range_quantiles": [0.05, 0.95]}
+    front.parent.mkdir()
+    front.write_text(json.dumps({"hypervolume": 1.0, "settings": settings}))
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"hypervolume": 0.5, "settings": {}}))
+    dest = tmp_path / "assets"
+    argv = [
+        "--adapter",
+        str(tiny_adapter_dir),
+        "--front",
+        str(front),
+        "--base-front",
+        str(base),
+        "--dest",
+        str(dest),
+    ]
+    with pytest.raises(SystemExit, match="range_quantiles"):
+        ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.1", "0.9"])
+    with pytest.raises(SystemExit, match="mapping 'l2', not 'ric'"):
+        ship.main([*argv, "--mapping", "ric"])
+    ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.05", "0.95"])
+    meta = RicMeta.load(dest / "adapter")
+    stats = RewardStats.from_dict(meta.stats)
+    before = RewardStats.load(tiny_adapter_dir)
+    assert meta.mapping == "l2" and stats.range_quantiles == [0.05, 0.95]
+    assert np.allclose(stats.low, before.quantile(0.05)) and np.allclose(stats.mean, before.mean)
+    assert RewardStats.load(dest / "adapter").low == stats.low  # reward_stats.json agrees
+    assert RicMeta.load(tiny_adapter_dir).mapping == "ric"  # the source is left as it was
+    assert json.loads((dest / "base_meta.json").read_text())["mapping"] == "l2"
+    assert json.loads((dest / "front.json").read_text())["hypervolume"] == 1.0
+    assert sorted(p.name for p in (dest / "adapter").iterdir()) == sorted(ship.KEEP)
+
+
+def test_ship_image_copies_model_front_and_grid(tmp_path, tiny_adapter_dir):
+    ship = _load_script("ship")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "ric.json").write_text((tiny_adapter_dir / "ric.json").read_text())
+    (model / "weights.safetensors").write_bytes(b"x")
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "front.json").write_text(json.dumps({"settings": {}}))
+    (ev / "grid.png").write_bytes(b"png")
+    dest = tmp_path / "assets" / "image"
+    ship.main(
+        [
+            "--image",
+            str(model),
+            "--front",
+            str(ev / "front.json"),
+            "--base-front",
+            str(ev / "front.json"),
+            "--dest",
+            str(dest),
+        ]
+    )
+    assert (dest / "grid.png").read_bytes() == b"png"
+    assert (dest / "model" / "weights.safetensors").exists() and (dest / "base_front.json").exists()
+    assert not (dest / "base_meta.json").exists()

@@ -1,38 +1,107 @@
-"""Copy a trained adapter and its evaluated fronts into assets/ as the embedded default.
+"""Copy a trained model and its evaluated fronts into assets/ as the embedded default.
+
+Text (a RiC LoRA adapter):
 
     python train/ship.py --adapter runs/online/adapter --front runs/eval_online/front.json \
         --base-front runs/eval_base/front.json --offline-front runs/eval_sft/front.json
 
-Writes assets/text/adapter/ (LoRA weights, ric.json, reward_stats.json), assets/text/front.json,
+writes assets/text/adapter/ (LoRA weights, ric.json, reward_stats.json), assets/text/front.json,
 assets/text/base_front.json, assets/text/offline_front.json and assets/text/base_meta.json (the
-metadata the app uses when it runs the base model alone). Samples and checkpoints stay in runs/.
+metadata the app uses when it runs the base model alone).
+
+Image (the embedded diffusion model):
+
+    python train/ship.py --image runs/image/model --front runs/eval_image/front.json \
+        --base-front runs/eval_image_base/front.json --dest assets/image
+
+writes assets/image/model/, front.json, base_front.json and grid.png (from the front's folder).
+
+--mapping / --range-quantiles set the shipped artifact's inference defaults (the preference
+mapping and its range as quantiles of the training rewards); the front must have been evaluated
+with the same settings, which is checked. Samples and checkpoints stay in runs/.
 """
 
 import argparse
 import shutil
 from pathlib import Path
 
-from ric.artifacts import read_json, write_json
+from ric.artifacts import RicMeta, read_json, write_json
+from ric.mapping import METHODS
+from ric.normalization import RewardStats
 
 KEEP = ("adapter_config.json", "adapter_model.safetensors", "ric.json", "reward_stats.json")
 
 
+def _copy(src: Path, dest: Path, names=None) -> None:
+    """Replace dest by a copy of src (only `names` if given), via a temporary folder."""
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if names is None:
+        shutil.copytree(src, tmp)
+    else:
+        tmp.mkdir(parents=True)
+        for name in names:
+            shutil.copy2(src / name, tmp / name)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def retarget(folder: Path, mapping: str | None, range_quantiles: list | None) -> None:
+    """Rewrite the inference defaults in folder/ric.json (and reward_stats.json)."""
+    meta = RicMeta.load(folder)
+    if range_quantiles:
+        stats = RewardStats.from_dict(meta.stats).with_range(range_quantiles)
+        meta.stats = stats.to_dict()
+        if (folder / "reward_stats.json").exists():
+            stats.save(folder)
+    if mapping:
+        meta.mapping = mapping
+    meta.save(folder)
+
+
+def _check_front(front: dict, mapping: str | None, range_quantiles: list | None) -> None:
+    st = front.get("settings", {})
+    if mapping and st.get("method") not in (None, mapping):
+        raise SystemExit(
+            f"the front was evaluated with mapping {st.get('method')!r}, not {mapping!r}"
+        )
+    if mapping and st.get("method") is None:
+        raise SystemExit(
+            f"the front was evaluated with the artifact's mapping, not --mapping {mapping}"
+        )
+    got = st.get("range_quantiles")
+    if range_quantiles and [float(x) for x in (got or [])] != [float(x) for x in range_quantiles]:
+        raise SystemExit(
+            f"the front was evaluated with range_quantiles {got}, not {range_quantiles}"
+        )
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--adapter", required=True)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--adapter", help="RiC text adapter folder")
+    kind.add_argument("--image", help="RiC image model folder")
     p.add_argument("--front", required=True)
     p.add_argument("--base-front", required=True)
     p.add_argument("--offline-front")
-    p.add_argument("--dest", default="assets/text")
+    p.add_argument("--mapping", help="set the shipped default mapping (ric, l2, linear, quantile)")
+    p.add_argument("--range-quantiles", nargs=2, type=float, metavar=("LO", "HI"))
+    p.add_argument("--dest", help="default: assets/text or assets/image")
     args = p.parse_args(argv)
-    dest = Path(args.dest)
-    tmp = dest / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in KEEP:
-        shutil.copy2(Path(args.adapter) / name, tmp / name)
-    shutil.rmtree(dest / "adapter", ignore_errors=True)
-    tmp.rename(dest / "adapter")
+    if args.mapping and args.mapping not in METHODS:
+        p.error(f"--mapping must be one of {METHODS}, got {args.mapping!r}")
+    front = read_json(args.front)
+    _check_front(front, args.mapping, args.range_quantiles)
+    if args.adapter:
+        dest = Path(args.dest or "assets/text")
+        target = dest / "adapter"
+        _copy(Path(args.adapter), target, KEEP)
+    else:
+        dest = Path(args.dest or "assets/image")
+        target = dest / "model"
+        _copy(Path(args.image), target)
+        shutil.copy2(Path(args.front).parent / "grid.png", dest / "grid.png")
+    retarget(target, args.mapping, args.range_quantiles)
     fronts = {
         "front.json": args.front,
         "base_front.json": args.base_front,
@@ -41,7 +110,8 @@ def main(argv=None):
     for name, src in fronts.items():
         if src:
             write_json(dest / name, read_json(src))
-    write_json(dest / "base_meta.json", read_json(dest / "adapter" / "ric.json"))
+    if args.adapter:
+        write_json(dest / "base_meta.json", read_json(target / "ric.json"))
     print(f"shipped to {dest}")
 
 
