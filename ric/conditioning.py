@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 STYLES = ("chat", "hh", "summary")
-POSITIONS = ("user_end", "system")
+POSITIONS = ("user_end", "system", "assistant_start")
 HH_HUMAN = "\n\nHuman: "
 HH_ASSISTANT = "\n\nAssistant:"
 SUMMARY_INSTRUCTION = "### Instruction: Generate a one-sentence summary of this post."
@@ -35,7 +35,8 @@ class ConditioningFormat:
         text, the released LLM format) or "summary" (the released summarization format).
     tag: tag template; ``{i}`` is the 1-based reward index, ``{name}`` the reward's name.
     position: for "chat", append the tags to the end of the last user turn ("user_end") or put
-        them in the system turn ("system").
+        them in the system turn ("system"), or open the assistant turn with them, on a line of
+        their own, right before the response ("assistant_start": nearest to what they steer).
     decimals: values are rounded to this many decimals, as in the paper (1).
     """
 
@@ -175,7 +176,8 @@ def format_conditioned_prompt(
                 sys_text = f"{sys_text} {tags}".strip()
             messages = [m for m in messages if m["role"] != "system"]
             messages.insert(0, {"role": "system", "content": sys_text})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return f"{text}{tags}\n" if fmt.position == "assistant_start" else text
 
     if not isinstance(prompt, str):
         raise ValueError(f"the {fmt.style!r} style takes the prompt as one str")

@@ -35,8 +35,9 @@ class EvalConfig:
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the adapter's)")
     range_quantiles: list | None = field(
-        None, "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
-        "(default: the artifact's own)"
+        None,
+        "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
+        "(default: the artifact's own)",
     )
     max_new_tokens: int = field(64, "generation cap")
     temperature: float = field(0.7, "sampling temperature")
@@ -47,6 +48,11 @@ class EvalConfig:
         None, "hypervolume reference point (default: each reward's 0.02 training quantile)"
     )
     label: str | None = field(None, "name of this front in plots and tables")
+    tag_contrast: str | None = field(
+        None,
+        "instead of a sweep: how much the adapter reads its tags, on this dataset folder "
+        "(ric.training.tag_contrast; writes DIR/tag_contrast.json, no generation)",
+    )
     out: str = field("runs/eval", "output folder: front.json, samples.jsonl, front.html/png")
     seed: int = field(0, "sampling seed")
 
@@ -149,6 +155,28 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
         front["controllability"] = controllability_report(w, desired, achieved)
     write_json(Path(cfg.out) / FRONT_FILE, front)
     return front
+
+
+def evaluate_tag_contrast(cfg: EvalConfig, n_pairs: int = 48) -> dict:
+    """The tag-contrast diagnostic of cfg.adapter on the rows of cfg.tag_contrast (a prepared
+    dataset folder), in float32; written to cfg.out/tag_contrast.json."""
+    from ric.training import load_dataset_rows, tag_contrast
+
+    t0, c0 = time.time(), cpu_seconds()
+    steer = load_for_eval(dataclasses.replace(cfg, dtype="float32"))
+    rows = load_dataset_rows(cfg.tag_contrast, steer.reward_names)
+    result = tag_contrast(
+        steer.model, steer.tokenizer, rows, steer.stats, steer.fmt, n_pairs, cfg.seed
+    )
+    result.update(
+        adapter=cfg.adapter,
+        data=cfg.tag_contrast,
+        command=command_line(),
+        wall_seconds=round(time.time() - t0, 1),
+        cpu_seconds=round(cpu_seconds() - c0, 1),
+    )
+    write_json(Path(cfg.out) / "tag_contrast.json", result)
+    return result
 
 
 def load_for_eval(cfg: EvalConfig) -> SteerableModel:

@@ -442,6 +442,65 @@ def build_sft_examples(
     return out
 
 
+def tag_contrast(
+    model,
+    tokenizer,
+    rows: list[dict],
+    stats: RewardStats,
+    fmt: ConditioningFormat,
+    n_pairs: int = 48,
+    seed: int = 0,
+) -> dict:
+    """How much a model reads its reward tags, without generating: pairs of responses to the
+    same prompt with different rewards; each response's NLL (summed over its tokens) under the
+    other response's tags minus under its own. Near 0 = the tags are ignored; a model that
+    follows them finds a response less likely under the wrong tags. Cheap enough to run after
+    every SFT stage, before paying for a preference sweep."""
+    import torch
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["prompt"], []).append(r)
+    rng = random.Random(seed)
+    pairs = []
+    for prompt in rng.sample(sorted(groups), len(groups)):
+        g = [r for r in groups[prompt] if r["response"].strip()]
+        if len(g) >= 2:
+            a, b = rng.sample(g, 2)
+            if (
+                np.round(stats.normalize(np.array(a["raw"])), 1).tolist()
+                != np.round(stats.normalize(np.array(b["raw"])), 1).tolist()
+            ):
+                pairs.append((a, b))
+        if len(pairs) == n_pairs:
+            break
+    if not pairs:
+        raise ValueError("tag_contrast needs prompts with at least two differently scored rows")
+
+    def nll(prompt: str, completion: str) -> float:
+        p = tokenizer(prompt, add_special_tokens=False).input_ids
+        c = tokenizer(completion, add_special_tokens=False).input_ids
+        ids = torch.tensor([p + c], device=model.device)
+        with torch.no_grad():
+            logp = model(ids).logits[0, len(p) - 1 : -1].float().log_softmax(-1)
+        return -logp[torch.arange(len(c)), torch.tensor(c)].sum().item()
+
+    diffs = []
+    for a, b in pairs:
+        own = build_sft_examples([a], stats, fmt, tokenizer)[0]
+        swapped = build_sft_examples([{**b, "response": a["response"]}], stats, fmt, tokenizer)[0]
+        diffs.append(
+            nll(swapped["prompt"], own["completion"]) - nll(own["prompt"], own["completion"])
+        )
+    d = np.array(diffs)
+    return {
+        "mean_nll_increase": float(d.mean()),
+        "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
+        "frac_positive": float((d > 0).mean()),
+        "n_pairs": len(d),
+    }
+
+
 def last_checkpoint(folder: Path) -> str | None:
     ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
@@ -537,6 +596,11 @@ def train_sft(
 
     adapter_dir = out / "adapter"
     if trainer.accelerator.is_main_process:
+        contrast = None
+        if recipe.conditioned:
+            trainer.model.eval()
+            contrast = tag_contrast(trainer.model, tok, rows, stats, fmt, seed=recipe.seed)
+            print(f"ric: tag contrast {contrast}", flush=True)
         trainer.model.save_pretrained(adapter_dir)
         stats.save(adapter_dir)
         RicMeta(
@@ -555,6 +619,8 @@ def train_sft(
                 "steps": result.global_step,
                 "train_loss": result.training_loss,
                 "n_examples": len(examples),
+                # Training rows, so this measures fit, not generalization (see tag_contrast).
+                "tag_contrast": contrast,
                 "wall_seconds": prev.get("wall_seconds", 0) + time.time() - t0,
                 "cpu_seconds": prev.get("cpu_seconds", 0) + cpu_seconds() - c0,
                 "log_history": trainer.state.log_history,

@@ -31,12 +31,18 @@ def test_summary_format():
     assert out.endswith("### Input: My post. <rm1_score> 0.7 <rm2_score> -1.3 ### Response:")
 
 
-@pytest.mark.parametrize("position", ["user_end", "system"])
+@pytest.mark.parametrize("position", ["user_end", "system", "assistant_start"])
 def test_chat_round_trip(tiny_tokenizer, position):
     fmt = ConditioningFormat(position=position)
     rewards = [1.04, -0.96, 3.0]
     out = format_conditioned_prompt("Tell me a joke.", rewards, fmt, tokenizer=tiny_tokenizer)
     assert parse_reward_tags(out, fmt) == [1.0, -1.0, 3.0]
+    if position == "assistant_start":
+        assert out.endswith(
+            "<|im_start|>assistant\n<rm1_score> 1.0 <rm2_score> -1.0 <rm3_score> 3.0\n"
+        )
+        assert "<rm1_score>" not in out.split("<|im_start|>assistant")[0]
+        return
     assert out.endswith("<|im_start|>assistant\n")
     tags_turn = "system" if position == "system" else "user"
     assert f"<|im_start|>{tags_turn}\n" in out.split("<rm1_score>")[0]

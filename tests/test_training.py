@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import ric.training as training
 from ric.artifacts import RicMeta, read_jsonl
 from ric.config import load_config
-from ric.evaluation import EvalConfig, evaluate_front
+from ric.evaluation import EvalConfig, evaluate_front, evaluate_tag_contrast
 from ric.normalization import RewardStats
 from ric.rewards import REWARDS as REWARDS_REGISTRY
 from ric.training import (
@@ -232,6 +232,8 @@ def test_sft_trains_lora_only(tmp_path, tiny_model_dir, data_dir):
         assert np.allclose(merged_base[k].numpy(), v.numpy()), f"base weight {k} changed"
     log = json.loads((tmp_path / "sft" / "train_log.json").read_text())
     assert log["steps"] == 2 and log["cpu_seconds"] > 0
+    contrast = log["tag_contrast"]
+    assert contrast["n_pairs"] > 0 and np.isfinite(contrast["mean_nll_increase"])
 
 
 def test_sft_resumes_from_checkpoint(tmp_path, tiny_model_dir, data_dir, capfd):
@@ -280,6 +282,12 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     assert "spearman" in front["controllability"]
     base = evaluate_front(EvalConfig(**{**cfg.__dict__, "base": True, "out": str(tmp_path / "b")}))
     assert len(base["points"]) == 1 and base["points"][0]["weights"] is None
+
+    tc = evaluate_tag_contrast(
+        EvalConfig(adapter=new_adapter, tag_contrast=str(data_dir), out=str(tmp_path / "tc"))
+    )
+    saved = json.loads((tmp_path / "tc" / "tag_contrast.json").read_text())
+    assert saved["n_pairs"] == tc["n_pairs"] > 0 and np.isfinite(saved["mean_nll_increase"])
 
 
 def test_three_objective_recipe_runs_end_to_end(tmp_path, tiny_model_dir, prompts_file):

@@ -47,7 +47,9 @@ def _cmd(log: dict, fallback: str) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", default="runs")
-    p.add_argument("--stages", default="runs/sft", help="SFT output folders, in order")
+    p.add_argument(
+        "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
+    )
     p.add_argument("--fronts", default="base=runs/eval_base,offline=runs/eval_sft")
     p.add_argument("--out", default="docs/TRAINING.md")
     p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
@@ -60,7 +62,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     data = read_json(runs / "data" / "data.json")
-    stages = [Path(s) for s in args.stages.split(",")]
+    # Only finished stages count: a stage's train_log.json is written when it completes.
+    stages = [Path(s) for s in args.stages.split(",") if s and (Path(s) / "train_log.json").exists()]
     logs = [read_json(s / "train_log.json") for s in stages]
     recipes = [read_json(s / "adapter" / "ric.json")["extra"]["recipe"] for s in stages]
     iters = sorted((runs / "online").glob("iter_*/mors.json"))
@@ -131,8 +134,12 @@ def main(argv=None):
     lines += [
         "",
         f"Most conflicting pair in this data: **{names[iu[0][k]]} vs {names[iu[1][k]]}** "
-        f"(Spearman {corr[iu][k]:+.2f}). The 2-objective default conditions on "
-        f"**{' and '.join(recipes[0]['rewards'])}**.",
+        f"(Spearman {corr[iu][k]:+.2f}). "
+        + (
+            f"The 2-objective default conditions on **{' and '.join(recipes[0]['rewards'])}**."
+            if recipes
+            else "No SFT stage has finished on this data yet."
+        ),
         "",
         "## SFT stages",
         "",
