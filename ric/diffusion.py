@@ -522,6 +522,12 @@ def _device(recipe: ImageRecipe) -> torch.device:
     return torch.device(recipe.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def _command_line() -> str:
+    from ric.training import command_line
+
+    return command_line()
+
+
 def _cpu_seconds() -> float:
     import resource
 
@@ -1197,8 +1203,9 @@ class ImageEvalConfig:
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the model's)")
     range_quantiles: list | None = field(
-        None, "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
-        "(default: the artifact's own)"
+        None,
+        "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
+        "(default: the artifact's own)",
     )
     guidance_scale: float | None = field(None, "CFG scale (default: the model's)")
     num_inference_steps: int | None = field(None, "sampling steps (default: the model's)")
@@ -1234,6 +1241,18 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
         captions = [""] * cfg.n_images
     sweep = [None] if cfg.base else simplex_grid(len(names), cfg.points).tolist()
     samples = out / "samples.jsonl"
+    from ric.evaluation import check_resume, model_file_mtime
+
+    skip = ("out", "label", "batch_size", "grid_cols", "device", "reference_point")
+    check_resume(
+        out,
+        {
+            **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip},
+            "reward_names": names,
+            "stats": steer.stats.to_dict(),
+            "weights_mtime": model_file_mtime(cfg.model, "conditioner.safetensors"),
+        },
+    )
     done = {tuple(r["weights"]) if r["weights"] else None for r in read_jsonl(samples)}
     for k, w in enumerate(sweep):
         if (tuple(w) if w else None) in done:
@@ -1285,6 +1304,7 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
         "per_prompt": {"n_prompts": len(per[0]), "achieved": per},
         "settings": dataclasses.asdict(cfg),
         "stats_source": steer.stats.range_source,
+        "command": _command_line(),
         "wall_seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(_cpu_seconds() - c0, 1),
     }

@@ -8,12 +8,13 @@ reported with its reference point, plus sparsity and controllability.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ric.artifacts import append_jsonl, read_jsonl, write_json
+from ric.artifacts import append_jsonl, read_json, read_jsonl, write_json
 from ric.config import field
 from ric.generation import GenerationSettings
 from ric.mapping import simplex_grid
@@ -67,6 +68,33 @@ def reference_point(steer: SteerableModel, given=None) -> np.ndarray:
     return np.round(steer.stats.quantile(REFERENCE_QUANTILE), 3)
 
 
+def model_file_mtime(folder, name: str) -> float | None:
+    """When a model file was written: a retrained model in the same folder is a new model."""
+    path = Path(folder or "") / name
+    return path.stat().st_mtime if folder and path.exists() else None
+
+
+def check_resume(out: Path, fingerprint: dict) -> None:
+    """Resuming a sweep reuses its samples, so they must come from the same model, statistics
+    and settings: out/sweep.json records them and a mismatch is refused, not silently mixed."""
+    path = out / "sweep.json"
+    fingerprint = json.loads(json.dumps(fingerprint))  # tuples -> lists, as read back
+    if path.exists():
+        old = read_json(path)
+        diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        if diff:
+            raise ValueError(
+                f"{out} holds a sweep made with other settings ({', '.join(diff)} differ): "
+                "pass another --out or delete that folder"
+            )
+    elif (out / "samples.jsonl").exists():
+        raise ValueError(
+            f"{out} holds samples of an unknown sweep: pass another --out or delete it"
+        )
+    else:
+        write_json(path, fingerprint)
+
+
 def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict:
     """Run (or resume) the sweep; writes cfg.out/front.json and returns it."""
     out = Path(cfg.out)
@@ -81,6 +109,17 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
     sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()
     settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     samples_file = out / "samples.jsonl"
+    skip = ("out", "label", "batch_size", "dtype", "reference_point", "tag_contrast")
+    check_resume(
+        out,
+        {
+            **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip},
+            "reward_names": steer.reward_names,
+            "stats": steer.stats.to_dict(),
+            "conditioned": steer.conditioned,
+            "weights_mtime": model_file_mtime(cfg.adapter, "adapter_model.safetensors"),
+        },
+    )
     done = {tuple(r["weights"]) if r["weights"] else None for r in read_jsonl(samples_file)}
     for k, w in enumerate(sweep):
         if (tuple(w) if w else None) in done:

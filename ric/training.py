@@ -305,6 +305,11 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
             # Spearman correlation of the rewards over the data: the most negative pair is the
             # pair that conflicts most, the natural choice for a 2-objective model.
             "reward_correlation": _spearman_matrix(z).tolist(),
+            # The same over the sampled responses only: sentence-prefix rows are cut from those
+            # samples and couple length with content mechanically.
+            "reward_correlation_samples": _spearman_matrix(
+                z[[not r["key"].endswith(":p") for r in rows]]
+            ).tolist(),
             "wall_seconds": prev.get("wall_seconds", 0) + time.time() - t0,
             "cpu_seconds": prev.get("cpu_seconds", 0) + cpu_seconds() - c0,
         },

@@ -187,6 +187,8 @@ def test_openers_prime_samples_and_prefixes_add_rows(
     )
     # Shorter prefixes score higher on brevity, and a rerun rescores nothing.
     assert min(r["raw"][1] for r in cut) > max(r["raw"][1] for r in full)
+    meta = json.loads((tmp_path / "data.json").read_text())
+    assert np.array(meta["reward_correlation_samples"]).shape == (2, 2)
     n_scores = len(read_jsonl(tmp_path / "scores.jsonl"))
     prepare_dataset(cfg)
     assert len(read_jsonl(tmp_path / "scores.jsonl")) == n_scores == 24
@@ -514,3 +516,16 @@ def test_ship_image_copies_model_front_and_grid(tmp_path, tiny_adapter_dir):
     assert (dest / "grid.png").read_bytes() == b"png"
     assert (dest / "model" / "weights.safetensors").exists() and (dest / "base_front.json").exists()
     assert not (dest / "base_meta.json").exists()
+
+
+def test_resumed_sweep_with_other_settings_is_refused(tmp_path):
+    from ric.evaluation import check_resume
+
+    check_resume(tmp_path, {"seed": 0, "stats": {"mean": [0.1]}})
+    (tmp_path / "samples.jsonl").write_text('{"weights": null}\n')
+    check_resume(tmp_path, {"seed": 0, "stats": {"mean": [0.1]}})  # same sweep: resumes
+    with pytest.raises(ValueError, match="stats differ"):
+        check_resume(tmp_path, {"seed": 0, "stats": {"mean": [0.2]}})
+    (tmp_path / "sweep.json").unlink()
+    with pytest.raises(ValueError, match="unknown sweep"):
+        check_resume(tmp_path, {"seed": 0})

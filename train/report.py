@@ -40,6 +40,12 @@ def _fmt(v, nd=2):
     return "n/a" if v is None else f"{v:.{nd}f}"
 
 
+def _contrast(c: dict | None) -> str:
+    if not c:
+        return "n/a"
+    return f"{c['mean_nll_increase']:+.2f} +- {c['sem']:.2f} ({c['n_pairs']} pairs)"
+
+
 def _cmd(log: dict, fallback: str) -> str:
     return f"`{log.get('command', fallback)}`"
 
@@ -63,7 +69,9 @@ def main(argv=None):
     runs, out = Path(args.runs), Path(args.out)
     data = read_json(runs / "data" / "data.json")
     # Only finished stages count: a stage's train_log.json is written when it completes.
-    stages = [Path(s) for s in args.stages.split(",") if s and (Path(s) / "train_log.json").exists()]
+    stages = [
+        Path(s) for s in args.stages.split(",") if s and (Path(s) / "train_log.json").exists()
+    ]
     logs = [read_json(s / "train_log.json") for s in stages]
     recipes = [read_json(s / "adapter" / "ric.json")["extra"]["recipe"] for s in stages]
     iters = sorted((runs / "online").glob("iter_*/mors.json"))
@@ -130,11 +138,21 @@ def main(argv=None):
         row = " | ".join(f"{corr[i, j]:+.2f}" for j in range(len(names)))
         lines.append(f"| {n} | {row} |")
     iu = np.triu_indices(len(names), 1)
-    k = int(np.argmin(corr[iu]))
+
+    def most_conflicting(c: np.ndarray) -> str:
+        k = int(np.argmin(c[iu]))
+        return f"**{names[iu[0][k]]} vs {names[iu[1][k]]}** (Spearman {c[iu][k]:+.2f})"
+
+    samples = data.get("reward_correlation_samples")
     lines += [
         "",
-        f"Most conflicting pair in this data: **{names[iu[0][k]]} vs {names[iu[1][k]]}** "
-        f"(Spearman {corr[iu][k]:+.2f}). "
+        f"Most conflicting pair over all rows: {most_conflicting(corr)}"
+        + (
+            f"; over the sampled responses alone (without the sentence-prefix rows): "
+            f"{most_conflicting(np.array(samples))}. "
+            if samples
+            else ". "
+        )
         + (
             f"The 2-objective default conditions on **{' and '.join(recipes[0]['rewards'])}**."
             if recipes
@@ -143,17 +161,27 @@ def main(argv=None):
         "",
         "## SFT stages",
         "",
-        "| stage | init | LoRA | layers | lr | schedule | batch | steps | examples | mean loss |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| stage | rewards | init | LoRA | layers | lr | schedule | batch | steps | examples | "
+        "mean loss | tag contrast (nats) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, log, r in zip(stages, logs, recipes, strict=True):
         layers = f"last {r['lora_layers']}" if r.get("lora_layers") else "all"
         lines.append(
-            f"| {s.name} | {r.get('init_adapter') or 'base'} | r={r['lora_r']}, "
+            f"| {s.name} | {', '.join(r['rewards'])} | {r.get('init_adapter') or 'base'} | "
+            f"r={r['lora_r']}, "
             f"alpha={r['lora_alpha']} | {layers} | {r['learning_rate']} | {r['lr_scheduler']} | "
             f"{r['batch_size']} | {log['steps']} | {log['n_examples']} | "
-            f"{log['train_loss']:.3f} |"
+            f"{log['train_loss']:.3f} | {_contrast(log.get('tag_contrast'))} |"
         )
+    if any(log.get("tag_contrast") for log in logs):
+        lines += [
+            "",
+            "Tag contrast (`ric.training.tag_contrast`, computed at the end of each stage on "
+            "pairs of training responses to the same prompt): how many nats less likely a "
+            "response becomes under the other response's tags, mean +- standard error. 0 means "
+            "the model ignores its tags.",
+        ]
     lines.append("")
     for m in iters:
         d = read_json(m)
@@ -214,6 +242,20 @@ def main(argv=None):
     print(f"written {out}")
 
 
+def _image_eval_command(settings: dict) -> str:
+    """The evaluate_images.py command line that the recorded settings correspond to."""
+    from ric.diffusion import ImageEvalConfig
+
+    default = ImageEvalConfig()
+    flags = []
+    for key, value in settings.items():
+        if hasattr(default, key) and value != getattr(default, key) and key != "label":
+            text = str(value).lower() if isinstance(value, bool) else value
+            text = f'"{value}"' if isinstance(value, list) else text
+            flags.append(f"--{key.replace('_', '-')} {text}")
+    return " ".join(["python train/evaluate_images.py", *flags])
+
+
 def image_section(folder: Path, docs: Path) -> list[str]:
     """The embedded image model: training cost, front vs the unconditioned point, the grid."""
     meta = read_json(folder / "model" / "ric.json")
@@ -234,7 +276,7 @@ def image_section(folder: Path, docs: Path) -> list[str]:
     ]
     for f in filter(None, [front, base]):
         lines.append(
-            f"| evaluate {f['label']} | {_cmd(f, 'python train/evaluate_images.py')} | "
+            f"| evaluate {f['label']} | {_cmd(f, _image_eval_command(f['settings']))} | "
             f"{_mins(f['wall_seconds'])} | {_mins(f['cpu_seconds'])} |"
         )
     lines += [
