@@ -522,12 +522,6 @@ def _device(recipe: ImageRecipe) -> torch.device:
     return torch.device(recipe.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _command_line() -> str:
-    from ric.training import command_line
-
-    return command_line()
-
-
 def _cpu_seconds() -> float:
     import resource
 
@@ -1242,6 +1236,7 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
     sweep = [None] if cfg.base else simplex_grid(len(names), cfg.points).tolist()
     samples = out / "samples.jsonl"
     from ric.evaluation import check_resume, model_file_mtime
+    from ric.training import command_line
 
     skip = ("out", "label", "batch_size", "grid_cols", "device", "reference_point")
     check_resume(
@@ -1304,7 +1299,7 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
         "per_prompt": {"n_prompts": len(per[0]), "achieved": per},
         "settings": dataclasses.asdict(cfg),
         "stats_source": steer.stats.range_source,
-        "command": _command_line(),
+        "command": command_line(),
         "wall_seconds": round(time.time() - t0, 1),
         "cpu_seconds": round(_cpu_seconds() - c0, 1),
     }

@@ -427,12 +427,9 @@ def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, tiny_model_dir, d
 
 
 def test_report_image_section_reads_the_shipped_image_model(tmp_path):
-    import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location("train_report", ROOT / "train" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = _load_script("report")
     folder = tmp_path / "image"
     shutil.copytree(ROOT / "assets" / "image", folder)
     front = json.loads((folder / "front.json").read_text())
