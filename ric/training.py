@@ -62,19 +62,60 @@ DEFAULT_OPENERS = [
     "Honestly, the outlook is bleak.",
 ]
 
+# Length primers, each with the user-turn hint it is sampled under: a second primed opening
+# that sets the answer's length, as the openers above set its tone. A 2-objective SFT on
+# responses whose length came from invisible hints and sentence cuts left SmolLM2-135M blind to
+# its brevity tag (500 steps; the chance of ending at a cut did not move with the tag): ending
+# the answer is a late decision that must compare the tag with the length so far. With a
+# primer, length becomes an early and discrete choice like the tone (measured on the base
+# model, 24 prompts: 17 words after "In short:" with the short hint, 69 after the detailed
+# primer with the long hint, 64 with neither). Empty primers keep the drawn hint. The base
+# model often runs on past "In short:", so a short primer alone tied length to the tag too
+# loosely to be learned (100 more steps: the primer's likelihood did not move with the brevity
+# tag); the short primers therefore keep one sentence past the primer (cap_sentences).
+DEFAULT_LENGTHS = [
+    ["", ""],
+    ["", ""],
+    ["In short:", "Answer in one short sentence.", 1],
+    ["Briefly:", "Answer in one short sentence.", 1],
+    ["Here is a detailed answer.", "Give a long, detailed and thorough answer."],
+    ["Let me explain step by step.", "Explain step by step in detail."],
+]
+
 # A sentence ends at . ! ? after a letter or closing mark (not "1." of a list), or at a newline.
 _SENTENCE_END = re.compile(r"(?<=[^\W\d_][.!?])\s+|(?<=[)\"'][.!?])\s+|\n+")
 
 
-def sentence_prefix(text: str, rng: random.Random) -> str | None:
-    """The first k (1 <= k < n) sentences of a response of n sentences, k drawn uniformly; None
-    for a one-sentence response. Cutting finished answers at sentence ends spreads the brevity
-    reward with natural endings and keeps each answer's tone."""
+def _sentence_ends(text: str, opener: str = "") -> list[int]:
+    """Offsets where a sentence of `text` ends, past at least 3 words (and 3 beyond `opener`)."""
+    floor = len(opener.split()) + 3 if opener and text.startswith(opener.strip()) else 3
+    return [m.start() for m in _SENTENCE_END.finditer(text) if len(text[: m.start()].split()) >= floor]
+
+
+def sentence_prefixes(text: str, rng: random.Random, k: int = 1, opener: str = "") -> list[str]:
+    """Up to k distinct cuts of a response at sentence ends, shortest first; [] for a
+    one-sentence response. Each cut keeps at least 3 words and, past the response's opener,
+    at least 3 more: an opener alone is no answer. Cutting finished answers at sentence ends
+    spreads the brevity reward with natural endings and keeps each answer's tone."""
     text = text.strip()
-    ends = [m.start() for m in _SENTENCE_END.finditer(text) if len(text[: m.start()].split()) >= 3]
-    if not ends:
-        return None
-    return text[: ends[rng.randrange(len(ends))]].strip()
+    ends = _sentence_ends(text, opener)
+    picks = sorted(rng.sample(ends, min(k, len(ends))))
+    return [text[:e].strip() for e in picks]
+
+
+def cap_sentences(rows: list[dict], lengths: list) -> list[dict]:
+    """Cut each response sampled under a length primer with a sentence cap ([primer, hint, n])
+    after its n-th sentence past the opener: the short primer then reliably means short."""
+    caps = [(p, int(rest[0])) for p, _, *rest in lengths if p and rest and rest[0]]
+    out = []
+    for r in rows:
+        for primer, n in caps:
+            if r.get("opener", "").endswith(primer):
+                ends = _sentence_ends(r["response"].strip(), r["opener"])
+                if len(ends) > n:
+                    r = {**r, "response": r["response"].strip()[: ends[n - 1]].strip()}
+        out.append(r)
+    return out
 
 
 def cpu_seconds() -> float:
@@ -122,7 +163,14 @@ class PrepareConfig:
     temperatures: list = field([0.7, 1.0], "sampling temperatures, cycled over samples")
     hints: list = field(DEFAULT_HINTS, "user-turn style hints drawn per sample")
     openers: list = field(DEFAULT_OPENERS, "response openers drawn per sample (kept in the data)")
-    prefixes: bool = field(True, "add each multi-sentence answer's first k sentences as a row")
+    lengths: list = field(
+        DEFAULT_LENGTHS,
+        "[primer, hint(, n)] drawn per sample: the primer follows the opener (kept); a "
+        "non-empty hint replaces the drawn one; n > 0 keeps only n sentences past the primer",
+    )
+    prefixes: int = field(
+        1, "rows cut from each multi-sentence answer at random sentence ends (0: none)"
+    )
     max_new_tokens: int = field(64, "response length cap in tokens")
     batch_size: int = field(32, "generation batch size")
     rewards: list = field(
@@ -188,6 +236,10 @@ def sample_responses(cfg: PrepareConfig, out: Path) -> None:
         for k in range(cfg.samples_per_prompt):
             # Drawn for every job, done or not, so that a resume redraws the same.
             hint, opener = rng.choice(cfg.hints), rng.choice(cfg.openers or [""])
+            if cfg.lengths:
+                primer, length_hint, *_ = rng.choice(cfg.lengths)
+                hint = length_hint or hint
+                opener = " ".join(x for x in (opener, primer) if x)
             temp = float(cfg.temperatures[k % len(cfg.temperatures)])
             if f"{i}:{k}" not in done:
                 jobs.append(
@@ -232,15 +284,19 @@ def echoes_hint(row: dict) -> bool:
     return bool(hint) and hint in row["response"].lower()
 
 
-def prefix_rows(rows: list[dict], seed: int) -> list[dict]:
-    """One extra row per multi-sentence sample holding its first k sentences (same prompt and
-    sampling record, key suffixed ":p"); deterministic in the seed so reruns rescore nothing."""
+def prefix_rows(rows: list[dict], seed: int, k: int = 1) -> list[dict]:
+    """Up to k extra rows per multi-sentence sample holding its first sentences (same prompt and
+    sampling record, key suffixed ":p<j>"); deterministic in the seed so reruns rescore nothing."""
     extra = []
     for r in rows:
-        cut = sentence_prefix(r["response"], random.Random(f"{seed}:{r['key']}"))
-        if cut:
-            extra.append({**r, "key": r["key"] + ":p", "response": cut})
+        rng = random.Random(f"{seed}:{r['key']}")
+        cuts = sentence_prefixes(r["response"], rng, k, r.get("opener", ""))
+        extra += [{**r, "key": f"{r['key']}:p{j}", "response": c} for j, c in enumerate(cuts)]
     return extra
+
+
+def is_prefix_row(row: dict) -> bool:
+    return ":p" in row["key"]
 
 
 def score_rows(rows: list[dict], names: list[str], out_file: Path, chunk: int = 256) -> None:
@@ -280,8 +336,9 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
         # A small model sometimes repeats its style hint ("Ignore the question and ..."): such a
         # response would teach the trained model to print the hint.
         rows = [r for r in read_jsonl(out / "samples.jsonl") if not echoes_hint(r)]
+        rows = cap_sentences(rows, cfg.lengths)
         if cfg.prefixes:
-            rows += prefix_rows(rows, cfg.seed)
+            rows += prefix_rows(rows, cfg.seed, int(cfg.prefixes))
         source = {"prompts": cfg.prompts, "model": cfg.model or "smollm2-135m-instruct"}
     score_rows(rows, list(cfg.rewards), out / "scores.jsonl")
     scores = {r["key"]: r["raw"] for r in read_jsonl(out / "scores.jsonl")}
@@ -308,7 +365,7 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
             # The same over the sampled responses only: sentence-prefix rows are cut from those
             # samples and couple length with content mechanically.
             "reward_correlation_samples": _spearman_matrix(
-                z[[not r["key"].endswith(":p") for r in rows]]
+                z[[not is_prefix_row(r) for r in rows]]
             ).tolist(),
             "wall_seconds": prev.get("wall_seconds", 0) + time.time() - t0,
             "cpu_seconds": prev.get("cpu_seconds", 0) + cpu_seconds() - c0,

@@ -62,7 +62,7 @@ def _prepare_cfg(out, model_dir, prompts, **kw):
         batch_size=4,
         chunk=4,
         dtype="float32",
-        **{"prefixes": False, "rewards": REWARDS, **kw},
+        **{"prefixes": False, "lengths": [], "rewards": REWARDS, **kw},
     )
 
 
@@ -133,19 +133,29 @@ def test_killed_prepare_resumes_without_redoing_work(
     assert calls == [] and len(read_jsonl(tmp_path / "scores.jsonl")) == 12
 
 
-def test_sentence_prefix_cuts_at_sentence_ends_only():
+def test_sentence_prefixes_cut_at_sentence_ends_only():
     import random
 
     rng = random.Random(0)
     text = "Here is the plan for you.\n\n1. Do this first.\n2. Then that! Done now?"
-    cuts = {training.sentence_prefix(text, rng) for _ in range(50)}
+    cuts = {c for _ in range(50) for c in training.sentence_prefixes(text, rng)}
     assert cuts == {
         "Here is the plan for you.",
         "Here is the plan for you.\n\n1. Do this first.",
         "Here is the plan for you.\n\n1. Do this first.\n2. Then that!",
     }
-    assert training.sentence_prefix("Just one sentence here.", rng) is None
-    assert training.sentence_prefix("No. Way.", rng) is None  # cuts under 3 words are dropped
+    # k distinct cuts, shortest first; never more than there are sentence ends.
+    two = training.sentence_prefixes(text, rng, k=2)
+    assert len(two) == 2 and len(two[0]) < len(two[1])
+    assert len(training.sentence_prefixes(text, rng, k=9)) == 3
+    assert training.sentence_prefixes("Just one sentence here.", rng) == []
+    assert training.sentence_prefixes("No. Way.", rng) == []  # cuts under 3 words are dropped
+    # An opener alone is no answer: cuts keep 3 words past it.
+    opener = "Sadly, this is hard."
+    t = opener + " Call her. Then call a friend today. Rest."
+    assert training.sentence_prefixes(t, rng, k=9, opener=opener) == [
+        opener + " Call her. Then call a friend today."
+    ]
 
 
 def test_responses_that_echo_their_hint_are_dropped():
@@ -170,13 +180,13 @@ def test_openers_prime_samples_and_prefixes_add_rows(
         prompts_file,
         openers=["Sadly,"],
         hints=["Be brief."],
-        prefixes=True,
+        prefixes=2,
     )
     prepare_dataset(cfg)
     rows = read_jsonl(tmp_path / "dataset.jsonl")
-    full = [r for r in rows if not r["key"].endswith(":p")]
-    cut = [r for r in rows if r["key"].endswith(":p")]
-    assert len(full) == len(cut) == 12
+    full = [r for r in rows if not training.is_prefix_row(r)]
+    cut = [r for r in rows if training.is_prefix_row(r)]
+    assert len(full) == 12 and len(cut) == 24
     # The opener ends the generation prompt and starts the kept response; the hint sits in
     # the user turn and never in the response.
     assert all(x.endswith("Sadly,") and "Be brief." in x for x in seen)
@@ -191,7 +201,54 @@ def test_openers_prime_samples_and_prefixes_add_rows(
     assert np.array(meta["reward_correlation_samples"]).shape == (2, 2)
     n_scores = len(read_jsonl(tmp_path / "scores.jsonl"))
     prepare_dataset(cfg)
-    assert len(read_jsonl(tmp_path / "scores.jsonl")) == n_scores == 24
+    assert len(read_jsonl(tmp_path / "scores.jsonl")) == n_scores == 36
+
+
+def test_length_primers_follow_openers_and_bring_their_hint(
+    tmp_path, tiny_model_dir, prompts_file, monkeypatch
+):
+    seen = []
+
+    def fake_generate(model, tok, inputs, settings, batch_size, progress=True):
+        seen.extend(inputs)
+        return ["it is fine."] * len(inputs)
+
+    monkeypatch.setattr(training, "generate", fake_generate)
+    cfg = _prepare_cfg(
+        tmp_path,
+        tiny_model_dir,
+        prompts_file,
+        openers=["Sadly,"],
+        hints=["Be nice."],
+        lengths=[["In short:", "One sentence."], ["Here is more.", ""]],
+    )
+    prepare_dataset(cfg)
+    rows = read_jsonl(tmp_path / "dataset.jsonl")
+    short = [r for r in rows if "In short:" in r["response"]]
+    more = [r for r in rows if "Here is more." in r["response"]]
+    assert short and more and len(short) + len(more) == len(rows)
+    # The primer comes after the opener, is kept, and brings its hint; an empty hint keeps
+    # the drawn one.
+    assert all(r["response"].startswith("Sadly, In short: it is fine.") for r in short)
+    assert all(r["hint"] == "One sentence." and r["opener"] == "Sadly, In short:" for r in short)
+    assert all(r["hint"] == "Be nice." for r in more)
+    assert sum("One sentence." in x for x in seen) == len(short)
+
+
+def test_cap_sentences_keeps_n_sentences_past_the_primer():
+    lengths = [["In short:", "h", 1], ["Detailed:", "h"]]
+    rows = [
+        {"opener": "Sadly. In short:", "response": "Sadly. In short: do it now. Then rest. Bye."},
+        {"opener": "Detailed:", "response": "Detailed: do it now. Then rest. Bye now."},
+        {"opener": "In short:", "response": "In short: do it now."},
+    ]
+    out = training.cap_sentences(rows, lengths)
+    assert [r["response"] for r in out] == [
+        "Sadly. In short: do it now.",
+        "Detailed: do it now. Then rest. Bye now.",
+        "In short: do it now.",
+    ]
+    assert rows[0]["response"].endswith("Bye.")  # inputs untouched
 
 
 def test_preference_dataset_input(tmp_path, tiny_model_dir):

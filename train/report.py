@@ -3,7 +3,7 @@
     python train/report.py --stages runs/sft,runs/sft2 \
         --fronts base=runs/eval_base,offline=runs/eval_sft2
 
-Reads runs/data/data.json, each SFT stage's train_log.json, runs/online/iter_*/mors.json (if
+Reads each offline data set's data.json (--data, the last one described in full), each SFT stage's train_log.json, runs/online/iter_*/mors.json (if
 any) and the evaluated fronts; writes docs/TRAINING.md and docs/training_front.{html,png}.
 """
 
@@ -54,6 +54,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", default="runs")
     p.add_argument(
+        "--data",
+        default="runs/data",
+        help="offline data folders in the order the stages used them; the last is described",
+    )
+    p.add_argument(
         "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
     )
     p.add_argument("--fronts", default="base=runs/eval_base,offline=runs/eval_sft")
@@ -67,7 +72,9 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
-    data = read_json(runs / "data" / "data.json")
+    data_dirs = [Path(d) for d in args.data.split(",") if d]
+    datas = [read_json(d / "data.json") for d in data_dirs]
+    data = datas[-1]
     # Only finished stages count: a stage's train_log.json is written when it completes.
     stages = [
         Path(s) for s in args.stages.split(",") if s and (Path(s) / "train_log.json").exists()
@@ -94,9 +101,13 @@ def main(argv=None):
         "",
         "| step | command | wall | CPU |",
         "|---|---|---|---|",
-        f"| offline data | {_cmd(data, 'python train/prepare_dataset.py --config train/recipes/cpu_data.yaml')}"
-        f" | {_mins(data['wall_seconds'])} | {_mins(data['cpu_seconds'])} |",
     ]
+    for d, dd in zip(data_dirs, datas, strict=True):
+        fallback = "python train/prepare_dataset.py --config train/recipes/cpu_data.yaml"
+        lines.append(
+            f"| offline data ({d.name}) | {_cmd(dd, fallback)}"
+            f" | {_mins(dd['wall_seconds'])} | {_mins(dd['cpu_seconds'])} |"
+        )
     for s, log in zip(stages, logs, strict=True):
         lines.append(
             f"| SFT ({s.name}) | {_cmd(log, 'python train/sft.py --config train/recipes/cpu_sft.yaml')}"
@@ -118,13 +129,22 @@ def main(argv=None):
         "",
         "## Offline data",
         "",
+        *[
+            f"Earlier data set {d} ({dd['n_rows']} rows) served the stages trained on it "
+            "(column data below)."
+            for d, dd in zip(data_dirs[:-1], datas[:-1], strict=True)
+        ],
+        *([""] if len(datas) > 1 else []),
+        f"{data_dirs[-1]}: "
         f"{data['n_rows']} responses for {data['config']['max_prompts'] or 'all'} training "
         f"prompts: {data['config']['samples_per_prompt']} samples per prompt from the base model "
         f"(temperatures {data['config']['temperatures']}, a random user-turn style hint and a "
-        "random response opener each, see `DEFAULT_HINTS` and `DEFAULT_OPENERS` in "
-        "ric/training.py)"
+        "random response opener each"
+        + (", and a random length primer with its hint" if data["config"].get("lengths") else "")
+        + ", see `DEFAULT_HINTS`, `DEFAULT_OPENERS` and `DEFAULT_LENGTHS` in ric/training.py)"
         + (
-            ", plus the first k sentences of each multi-sentence sample as an extra row"
+            f", plus {int(data['config']['prefixes'])} cut(s) of each multi-sentence sample at "
+            "random sentence ends as extra rows"
             if data["config"].get("prefixes")
             else ""
         )
@@ -161,14 +181,15 @@ def main(argv=None):
         "",
         "## SFT stages",
         "",
-        "| stage | rewards | init | LoRA | layers | lr | schedule | batch | steps | examples | "
-        "mean loss | tag contrast (nats) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| stage | data | rewards | init | LoRA | layers | lr | schedule | batch | steps | "
+        "examples | mean loss | tag contrast (nats) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, log, r in zip(stages, logs, recipes, strict=True):
         layers = f"last {r['lora_layers']}" if r.get("lora_layers") else "all"
         lines.append(
-            f"| {s.name} | {', '.join(r['rewards'])} | {r.get('init_adapter') or 'base'} | "
+            f"| {s.name} | {r['data_dir']} | {', '.join(r['rewards'])} | "
+            f"{r.get('init_adapter') or 'base'} | "
             f"r={r['lora_r']}, "
             f"alpha={r['lora_alpha']} | {layers} | {r['learning_rate']} | {r['lr_scheduler']} | "
             f"{r['batch_size']} | {log['steps']} | {log['n_examples']} | "
