@@ -89,7 +89,9 @@ _SENTENCE_END = re.compile(r"(?<=[^\W\d_][.!?])\s+|(?<=[)\"'][.!?])\s+|\n+")
 def _sentence_ends(text: str, opener: str = "") -> list[int]:
     """Offsets where a sentence of `text` ends, past at least 3 words (and 3 beyond `opener`)."""
     floor = len(opener.split()) + 3 if opener and text.startswith(opener.strip()) else 3
-    return [m.start() for m in _SENTENCE_END.finditer(text) if len(text[: m.start()].split()) >= floor]
+    return [
+        m.start() for m in _SENTENCE_END.finditer(text) if len(text[: m.start()].split()) >= floor
+    ]
 
 
 def sentence_prefixes(text: str, rng: random.Random, k: int = 1, opener: str = "") -> list[str]:
