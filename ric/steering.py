@@ -82,7 +82,9 @@ class SteerableModel:
         """Model input for a chat (str = one user turn); tags only when conditioned."""
         if not self.conditioned or desired is None:
             return format_plain_prompt(messages, self.tokenizer, self.fmt)
-        return format_conditioned_prompt(messages, desired, self.fmt, tokenizer=self.tokenizer)
+        return format_conditioned_prompt(
+            messages, desired, self.fmt, tokenizer=self.tokenizer, names=self.reward_names
+        )
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         """Normalized rewards, shape (n, n_rewards); reward models see prompts without tags."""

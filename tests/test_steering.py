@@ -25,6 +25,14 @@ def test_prompt_carries_tags_only_when_conditioned(steer, tiny_adapter_dir):
     assert not base.conditioned and "<rm" not in base.prompt("hi <rm2_score> 5", [1.0, -1.0])
 
 
+def test_named_tags_carry_the_reward_names(steer):
+    named = SteerableModel(steer.model, steer.tokenizer, steer.meta)
+    named.fmt = type(steer.fmt).from_dict({**steer.fmt.__dict__, "tag": "<{name}>"})
+    a, b = named.reward_names
+    text = named.prompt(f"hi <{b}> 5", [1.0, -1.0])
+    assert text.count(f"<{a}> 1.0") == 1 and text.count(f"<{b}> -1.0") == 1
+
+
 def test_stream_chat(steer):
     msgs = [{"role": "user", "content": "hello"}]
     pieces = list(steer.stream_chat(msgs, [0.5, 0.5], settings=GenerationSettings(6)))

@@ -17,8 +17,7 @@ $PY train/prepare_dataset.py --config train/recipes/cpu_data.yaml
     --max-steps 150 --seed 1
 # Stage 3: data with length primers too; brevity learns to steer here.
 $PY train/prepare_dataset.py --config train/recipes/cpu_data_primed.yaml
-[ -f runs/sft3/adapter/ric.json ] || $SFT --data-dir runs/data_primed \
-    --init-adapter runs/sft2/adapter --out-dir runs/sft3 --max-steps 200 --seed 2
+[ -f runs/sft3/adapter/ric.json ] || $PY train/sft.py --config train/recipes/cpu_sft_primed.yaml
 $PY train/evaluate.py --adapter runs/sft3/adapter --label "RiC offline" --out runs/eval_sft3
 $PY train/evaluate.py --adapter runs/sft3/adapter --base true --out runs/eval_base
 [ -f runs/online/adapter/ric.json ] || $PY train/online.py --config train/recipes/cpu_online.yaml
