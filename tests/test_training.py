@@ -424,7 +424,7 @@ def test_every_shipped_recipe_parses(recipe):
         return
     if name in ("cpu_image", "paper_sd15"):
         cls = ImageRecipe
-    elif name.endswith("_data"):
+    elif "_data" in name:
         cls = PrepareConfig
     elif "online" in name:
         cls = OnlineRecipe

@@ -56,7 +56,7 @@ def main(argv=None):
     p.add_argument(
         "--data",
         default="runs/data",
-        help="offline data folders in the order the stages used them; the last is described",
+        help="offline data folders; the last one is described in full",
     )
     p.add_argument(
         "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
@@ -130,8 +130,8 @@ def main(argv=None):
         "## Offline data",
         "",
         *[
-            f"Earlier data set {d} ({dd['n_rows']} rows) served the stages trained on it "
-            "(column data below)."
+            f"Also prepared: {d} ({dd['n_rows']} rows, `{dd.get('command', '')}`); the data "
+            "column of the stage table says which stages used which set."
             for d, dd in zip(data_dirs[:-1], datas[:-1], strict=True)
         ],
         *([""] if len(datas) > 1 else []),

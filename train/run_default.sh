@@ -3,7 +3,7 @@
 # offline SFT stages, then one MORS iteration), ship it to assets/text and write
 # docs/TRAINING.md. Every step resumes from its own checkpoints: rerun after a kill.
 #
-#   bash train/run_default.sh          # ~3.5 hours on 2 cores
+#   bash train/run_default.sh          # ~4 hours on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
@@ -15,7 +15,7 @@ $PY train/prepare_dataset.py --config train/recipes/cpu_data.yaml
 [ -f runs/sft/adapter/ric.json ] || $SFT
 [ -f runs/sft2/adapter/ric.json ] || $SFT --init-adapter runs/sft/adapter --out-dir runs/sft2 \
     --max-steps 150 --seed 1
-# Stage 3: data with length primers too; brevity learns to steer here.
+# Stage 3: data with length primers, named tags (not yet run to the end; docs/TRAINING.md).
 $PY train/prepare_dataset.py --config train/recipes/cpu_data_primed.yaml
 [ -f runs/sft3/adapter/ric.json ] || $PY train/sft.py --config train/recipes/cpu_sft_primed.yaml
 $PY train/evaluate.py --adapter runs/sft3/adapter --label "RiC offline" --out runs/eval_sft3
