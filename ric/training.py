@@ -506,6 +506,18 @@ def build_sft_examples(
     return out
 
 
+def completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
+    """log p(completion | prompt) in nats, summed over the completion's tokens."""
+    import torch
+
+    p = tokenizer(prompt, add_special_tokens=False).input_ids
+    c = tokenizer(completion, add_special_tokens=False).input_ids
+    ids = torch.tensor([p + c], device=model.device)
+    with torch.no_grad():
+        logp = model(ids).logits[0, len(p) - 1 : -1].float().log_softmax(-1)
+    return logp[torch.arange(len(c)), torch.tensor(c)].sum().item()
+
+
 def tag_contrast(
     model,
     tokenizer,
@@ -520,7 +532,6 @@ def tag_contrast(
     other response's tags minus under its own. Near 0 = the tags are ignored; a model that
     follows them finds a response less likely under the wrong tags. Cheap enough to run after
     every SFT stage, before paying for a preference sweep."""
-    import torch
 
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -542,12 +553,7 @@ def tag_contrast(
         raise ValueError("tag_contrast needs prompts with at least two differently scored rows")
 
     def nll(prompt: str, completion: str) -> float:
-        p = tokenizer(prompt, add_special_tokens=False).input_ids
-        c = tokenizer(completion, add_special_tokens=False).input_ids
-        ids = torch.tensor([p + c], device=model.device)
-        with torch.no_grad():
-            logp = model(ids).logits[0, len(p) - 1 : -1].float().log_softmax(-1)
-        return -logp[torch.arange(len(c)), torch.tensor(c)].sum().item()
+        return -completion_logprob(model, tokenizer, prompt, completion)
 
     diffs = []
     for a, b in pairs:

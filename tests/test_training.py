@@ -583,3 +583,25 @@ def test_resumed_sweep_with_other_settings_is_refused(tmp_path):
     (tmp_path / "sweep.json").unlink()
     with pytest.raises(ValueError, match="unknown sweep"):
         check_resume(tmp_path, {"seed": 0})
+
+
+def test_probe_tags_reports_both_ends_of_every_tag(tmp_path, tiny_model_dir, data_dir, capsys):
+    import yaml
+
+    adapter = _sft(tmp_path / "sft", tiny_model_dir, data_dir)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {"data_dir": str(data_dir), "model": str(tiny_model_dir), "rewards": REWARDS}
+        )
+    )
+    probe = _load_script("probe_tags")
+    probe.main(
+        ["--checkpoint", str(adapter), "--recipe", str(recipe), "--texts", "a b", "--rows", "2"]
+        + ["--table", REWARDS[1]]
+    )
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(out) == sorted(f"a b | {n}" for n in REWARDS)
+    assert all(len(v) == 2 and all(np.isfinite(x) and x < 0 for x in v) for v in out.values())
+    with pytest.raises(SystemExit):
+        probe.main(["--checkpoint", str(tmp_path), "--recipe", str(recipe), "--texts", "a"])

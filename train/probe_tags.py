@@ -13,6 +13,7 @@ range of that reward's normalized value: how much the tag could tell the model.
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,8 @@ def main(argv=None):
     p.add_argument("--rewards", nargs="+", help="override the recipe's rewards (as trained)")
     p.add_argument("--table", help="reward whose relation to the length primers to tabulate")
     args = p.parse_args(argv)
+    if not (Path(args.checkpoint) / "adapter_config.json").exists():
+        p.error(f"{args.checkpoint} holds no LoRA (adapter_config.json missing)")
 
     import torch
     from peft import PeftModel
@@ -35,7 +38,7 @@ def main(argv=None):
     from ric.models import load_tokenizer, resolve_model
     from ric.normalization import RewardStats
     from ric.steering import SteerableModel
-    from ric.training import DEFAULT_LENGTHS, SFTRecipe, load_dataset_rows
+    from ric.training import DEFAULT_LENGTHS, SFTRecipe, completion_logprob, load_dataset_rows
 
     recipe = load_config(SFTRecipe, args.recipe)
     if args.rewards:
@@ -61,11 +64,7 @@ def main(argv=None):
     steer = SteerableModel(model, tok, meta)
 
     def logp(prompt: str, text: str) -> float:
-        a = tok(prompt, add_special_tokens=False).input_ids
-        b = tok(text, add_special_tokens=False).input_ids
-        with torch.no_grad():
-            lp = model(torch.tensor([a + b])).logits[0, len(a) - 1 : -1].float().log_softmax(-1)
-        return lp[torch.arange(len(b)), torch.tensor(b)].sum().item()
+        return completion_logprob(model, tok, prompt, text)
 
     prompts = list(dict.fromkeys(r["prompt"] for r in rows))[: args.rows]
     out = {}
