@@ -197,7 +197,7 @@ class SoupsRecipe:
     data_dir: str = field("runs/data", "prepared offline dataset (the one RiC trains on)")
     out_dir: str = field("runs/bench/soups", "output: <reward>/adapter, <reward>/train_log.json")
     model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
-    rewards: list = field(["relevance", "brevity"], "one ingredient per reward, in this order")
+    rewards: list = field(["positivity", "brevity"], "one ingredient per reward, in this order")
     keep_quantile: float = field(
         0.7, "ingredient i trains on rows whose normalized reward i >= this data quantile"
     )
@@ -324,7 +324,7 @@ class MorlhfRecipe:
     model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
     prompts: str = field("assets/prompts/train.txt", "RL prompts (the training prompts)")
     max_prompts: int | None = field(None, "use only the first N prompts")
-    rewards: list = field(["relevance", "brevity"], "rewards, in reward_weights order")
+    rewards: list = field(["positivity", "brevity"], "rewards, in reward_weights order")
     weights: list = field(
         [[0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]],
         "one RL run per preference vector w (the front's points)",
