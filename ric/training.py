@@ -183,6 +183,15 @@ class PrepareConfig:
     chunk: int = field(128, "responses per checkpointed chunk")
     seed: int = field(0, "random seed")
 
+    def __post_init__(self) -> None:
+        if int(self.prefixes) < 0:
+            raise ValueError(f"prefixes must be a count >= 0, got {self.prefixes!r}")
+        for item in self.lengths:
+            if not (isinstance(item, list | tuple) and 2 <= len(item) <= 3):
+                raise ValueError(
+                    f"each length entry is [primer, hint] or [primer, hint, n]: {item!r}"
+                )
+
 
 def _split_hh(text: str) -> tuple[str, str]:
     """'...\\n\\nAssistant: response' -> (prompt ending in 'Assistant:', response)."""

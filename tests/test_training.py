@@ -164,16 +164,22 @@ def test_responses_that_echo_their_hint_are_dropped():
     assert not training.echoes_hint({"hint": "", "response": "anything"})
 
 
-def test_openers_prime_samples_and_prefixes_add_rows(
-    tmp_path, tiny_model_dir, prompts_file, monkeypatch
-):
+def _fake_generation(monkeypatch, reply: str) -> list:
+    """Every sampled response is `reply`; returns the list that collects the model inputs."""
     seen = []
 
     def fake_generate(model, tok, inputs, settings, batch_size, progress=True):
         seen.extend(inputs)
-        return ["is on the way. It takes two days. Then it ends."] * len(inputs)
+        return [reply] * len(inputs)
 
     monkeypatch.setattr(training, "generate", fake_generate)
+    return seen
+
+
+def test_openers_prime_samples_and_prefixes_add_rows(
+    tmp_path, tiny_model_dir, prompts_file, monkeypatch
+):
+    seen = _fake_generation(monkeypatch, "is on the way. It takes two days. Then it ends.")
     cfg = _prepare_cfg(
         tmp_path,
         tiny_model_dir,
@@ -207,13 +213,7 @@ def test_openers_prime_samples_and_prefixes_add_rows(
 def test_length_primers_follow_openers_and_bring_their_hint(
     tmp_path, tiny_model_dir, prompts_file, monkeypatch
 ):
-    seen = []
-
-    def fake_generate(model, tok, inputs, settings, batch_size, progress=True):
-        seen.extend(inputs)
-        return ["it is fine."] * len(inputs)
-
-    monkeypatch.setattr(training, "generate", fake_generate)
+    seen = _fake_generation(monkeypatch, "it is fine.")
     cfg = _prepare_cfg(
         tmp_path,
         tiny_model_dir,
@@ -233,6 +233,13 @@ def test_length_primers_follow_openers_and_bring_their_hint(
     assert all(r["hint"] == "One sentence." and r["opener"] == "Sadly, In short:" for r in short)
     assert all(r["hint"] == "Be nice." for r in more)
     assert sum("One sentence." in x for x in seen) == len(short)
+
+
+def test_prepare_config_rejects_bad_prefixes_and_lengths():
+    with pytest.raises(ValueError, match="prefixes"):
+        PrepareConfig(prefixes=-1)
+    with pytest.raises(ValueError, match="length entry"):
+        PrepareConfig(lengths=["In short:"])
 
 
 def test_cap_sentences_keeps_n_sentences_past_the_primer():
