@@ -7,18 +7,19 @@
 
 Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
 the first 100 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
-functions, rewards normalized with the RewardStats of the RiC adapter (runs/sft/adapter) and one
-reference point for every hypervolume. Layout, all under --runs (default runs/):
+functions, rewards normalized with the RewardStats of RiC's final offline stage
+(runs/sft3/adapter) and one reference point for every hypervolume. Layout, under --runs:
 
-    data/, sft/, online/, eval_{base,sft,online}/   RiC's runs (train/*.py); fronts reused
+    data*/, sft*/, online/, eval_{base,sft3,online}/ RiC's runs (train/run_default.sh), reused
     bench/<method>/front.json                       one front per method (copied when reused)
     bench/soups/<reward>/{adapter,train_log.json}   Rewarded Soups ingredients
     bench/morlhf/w<w1>_<w2>/{adapter,train_log.json} one MORLHF (GRPO) run per preference
     bench/throughput.json                           bench/throughput.py
     bench/machine.json                              the machine the runs ran on
 
-Training costs are CPU-seconds from the runs' own logs (ric.training.cpu_seconds): RiC = data +
-SFT (+ MORS iterations), Rewarded Soups = data + its ingredients' SFTs, MORLHF = its runs.
+Training costs are CPU-seconds from the runs' own logs (ric.training.cpu_seconds): RiC = every
+data set and SFT stage behind its adapter (ric.training.adapter_lineage; + MORS iterations),
+Rewarded Soups = its data + its ingredients' SFTs, MORLHF = its runs.
 """
 
 import argparse
@@ -39,7 +40,8 @@ METHODS = {  # name -> label, in table order
     "base": "base model",
 }
 RIC = ("ric_offline", "ric_online")
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online"}
+# The fronts train/run_default.sh writes while building the embedded default.
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft3", "ric_online": "eval_online"}
 # Settings a reused front must share with the benchmark's own evaluations.
 SAME_SETTINGS = ("prompts", "max_prompts", "max_new_tokens", "temperature", "top_p", "seed")
 COMMANDS = {
@@ -97,7 +99,7 @@ def run_method(method: str, args, meta) -> None:
     if (bench / method / "front.json").exists():
         print(f"{method}: front.json exists, kept")
         return
-    adapter = {"ric_offline": runs / "sft" / "adapter", "ric_online": runs / "online" / "adapter"}
+    adapter = {"ric_offline": Path(args.ric_adapter), "ric_online": Path(args.online_adapter)}
     if method in REUSED and (runs / REUSED[method] / "front.json").exists():
         src = runs / REUSED[method] / "front.json"
         front = read_json(src)
@@ -107,14 +109,16 @@ def run_method(method: str, args, meta) -> None:
         print(f"{method}: reused {src}" + (f" (settings differ: {diff})" if diff else ""))
         return
     stats = RewardStats.from_dict(meta.stats)
+    # The baselines train on the data of RiC's final offline stage, whose statistics tag it.
+    data_dir = Path(meta.extra.get("recipe", {}).get("data_dir") or runs / "data")
     note = "desired = RiC's mapping of w, for reference: this method never sees it"
 
     def same_data(rewards) -> None:
         """Baselines train on RiC's data, whose statistics must be the RiC adapter's."""
         if list(rewards) != meta.reward_names:
             raise ValueError(f"{method} rewards {rewards} != RiC's {meta.reward_names}")
-        if not same_normalization(shared_stats(runs / "data", rewards), stats):
-            raise ValueError(f"{runs / 'data'} does not give the RiC adapter's reward statistics")
+        if not same_normalization(shared_stats(data_dir, rewards), stats):
+            raise ValueError(f"{data_dir} does not give the RiC adapter's reward statistics")
 
     if method in RIC:
         if not (adapter[method] / "ric.json").exists():
@@ -130,7 +134,7 @@ def run_method(method: str, args, meta) -> None:
         _save(evaluate_front(eval_config(args, method), policy), method, args, desired_note=note)
     elif method == "soups":
         recipe = load_config(SoupsRecipe, args.soups_recipe)
-        recipe.data_dir, recipe.out_dir = str(runs / "data"), str(bench / "soups")
+        recipe.data_dir, recipe.out_dir = str(data_dir), str(bench / "soups")
         same_data(recipe.rewards)
         adapters = train_soup_ingredients(recipe, stats)
         policy = load_soup(meta, adapters, recipe.model, args.dtype, recipe.combination)
@@ -138,7 +142,7 @@ def run_method(method: str, args, meta) -> None:
         _save(front, method, args, desired_note=note, combination=recipe.combination)
     elif method == "morlhf":
         recipe = load_config(MorlhfRecipe, args.morlhf_recipe)
-        recipe.data_dir, recipe.out_dir = str(runs / "data"), str(bench / "morlhf")
+        recipe.data_dir, recipe.out_dir = str(data_dir), str(bench / "morlhf")
         same_data(recipe.rewards)
         grid = simplex_grid(len(recipe.rewards), len(recipe.weights))
         if not np.allclose(sorted(map(tuple, recipe.weights)), sorted(map(tuple, grid))):
@@ -167,54 +171,64 @@ def _cpu(path: Path) -> float | None:
     return read_json(path).get("cpu_seconds") if path.exists() else None
 
 
-def train_costs(runs: Path) -> dict:
-    """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs."""
-    data = _cpu(runs / "data" / "data.json")
-    sft = _cpu(runs / "sft" / "train_log.json")
-    online = {}
-    for mors in sorted((runs / "online").glob("iter_*/mors.json")):
-        online[f"MORS {mors.parent.name}"] = _cpu(mors) + (
-            _cpu(mors.parent / "sft" / "train_log.json") or 0
-        )
-    soups = {
-        f"SFT {p.parent.name}": _cpu(p)
-        for p in sorted((runs / "bench" / "soups").glob("*/train_log.json"))
-    }
+def _lineage(*adapters: Path) -> dict:
+    """{part: CPU-seconds} over every stage behind the adapters; a data set shared by several
+    (the soups' ingredients) counts once. Empty when an adapter is missing."""
+    from ric.training import lineage_cpu_seconds
+
+    parts: dict = {}
+    for a in adapters:
+        if not (Path(a) / "ric.json").exists():
+            return {}
+        parts.update(lineage_cpu_seconds(a))
+    return parts
+
+
+def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
+    """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs.
+    RiC's cost walks its adapter's lineage: every data set and every SFT stage (and MORS
+    iteration) that led to it, so a multi-stage build is charged in full."""
+    soups = sorted(p.parent for p in (runs / "bench" / "soups").glob("*/adapter/ric.json"))
     morlhf = {
         f"GRPO {p.parent.name}": _cpu(p)
         for p in sorted((runs / "bench" / "morlhf").glob("w*/train_log.json"))
     }
 
-    def total(parts: dict, required: bool = True) -> dict:
-        ok = required and all(v is not None for v in parts.values())
+    def total(parts: dict) -> dict:
+        ok = bool(parts) and all(v is not None for v in parts.values())
         return {"cpu_seconds": sum(parts.values()) if ok else None, "parts": parts}
 
     return {
-        "ric_offline": total({"data": data, "SFT": sft}),
-        "ric_online": total({"data": data, "SFT": sft, **online}, bool(online)),
-        "soups": total({"data": data, **soups}, bool(soups)),
-        "morlhf": total(morlhf, bool(morlhf)),
+        "ric_offline": total(_lineage(ric_adapter)),
+        "ric_online": total(_lineage(online_adapter)),
+        "soups": total(_lineage(*soups) if soups else {}),
+        "morlhf": total(morlhf),
         "prompt_only": {"cpu_seconds": 0.0, "parts": {}},
         "base": {"cpu_seconds": 0.0, "parts": {}},
     }
 
 
-def method_notes(runs: Path) -> dict:
+def method_notes(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """What each method's run was, in one line, read from the runs' own artifacts."""
     from ric.baselines import preference_instruction
+    from ric.training import adapter_lineage
 
     notes, bench = {}, runs / "bench"
-    sft = runs / "sft" / "train_log.json"
-    if sft.exists():
-        log = read_json(sft)
+    if (Path(ric_adapter) / "ric.json").exists():
+        stages = []
+        for st in adapter_lineage(ric_adapter):
+            log = Path(st["out_dir"]) / "train_log.json"
+            info = read_json(log) if log.exists() else {}
+            stages.append(
+                f"{info.get('steps')} steps on {info.get('n_examples')} rows of {st['data_dir']}"
+            )
         notes["ric_offline"] = (
-            f"one LoRA, reward-conditioned SFT: {log.get('steps')} steps on "
-            f"{log.get('n_examples')} examples (train/recipes/cpu_sft.yaml)"
+            f"one LoRA, reward-conditioned SFT in {len(stages)} stage(s): " + "; ".join(stages)
         )
-    iters = sorted((runs / "online").glob("iter_*/mors.json"))
-    if iters:
-        kept = [read_json(m).get("kept") for m in iters]
-        notes["ric_online"] = f"the offline adapter + {len(iters)} MORS iteration(s), kept {kept}"
+    if (Path(online_adapter) / "ric.json").exists():
+        iters = [Path(st["out_dir"]).parent / "mors.json" for st in adapter_lineage(online_adapter)]
+        kept = [read_json(m).get("kept") for m in iters if m.exists()]
+        notes["ric_online"] = f"the offline adapter + {len(kept)} MORS iteration(s), kept {kept}"
     parts = []
     for log in sorted((bench / "soups").glob("*/train_log.json")):
         meta = log.parent / "adapter" / "ric.json"
@@ -255,15 +269,15 @@ def dominated_share(points: np.ndarray, by: np.ndarray) -> float:
     return float(np.mean(dom)) if len(dom) else 0.0
 
 
-def summarize(runs: Path) -> dict:
+def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """benchmarks.json: every method's metrics with ONE reference point, and its cost."""
     fronts = {
         m: read_json(runs / "bench" / m / "front.json")
         for m in METHODS
         if (runs / "bench" / m / "front.json").exists()
     }
-    costs = train_costs(runs)
-    notes = method_notes(runs)
+    costs = train_costs(runs, ric_adapter, online_adapter)
+    notes = method_notes(runs, ric_adapter, online_adapter)
     ref_from = next((m for m in (*RIC, *METHODS) if m in fronts), None)
     ref = np.array(fronts[ref_from]["reference_point"]) if ref_from else None
     points = {m: np.array([p["achieved"] for p in f["points"]]) for m, f in fronts.items()}
@@ -435,15 +449,16 @@ def markdown(summary: dict, plot: str | None) -> str:
         "## Setup (the same for every method)",
         "",
         f"- Rewards: {', '.join(names)}, normalized with the RewardStats stored in the RiC adapter",
-        "  (runs/sft/adapter/reward_stats.json); every method is scored by the same functions.",
+        "  (RiC's final offline stage); every method is scored by the same functions.",
         f"- {_settings_text(summary['settings'])}",
         "- Sweep: w1 in {0, 0.1, ..., 1} for RiC, Rewarded Soups and prompt-only; one point per",
         "  MORLHF run (w1 in {0, 0.25, 0.5, 0.75, 1}); the base model is one point.",
         f"- Hypervolume reference point (one for all): {ref if ref else 'set by the first front'}",
         "  (the 0.02 quantile of each normalized training reward, ric.evaluation.reference_point).",
         "- Training cost: CPU-seconds (user + system, all threads) from each run's own log.",
-        "  RiC and Rewarded Soups both include building the offline data (runs/data/data.json,",
-        "  which scored four rewards, not only these two); prompt-only and base cost nothing.",
+        "  RiC is charged every data set and SFT stage behind its adapter (its ric.json files",
+        "  name the stage before); Rewarded Soups its data and ingredients. The data sets score",
+        "  four rewards, not only these two. Prompt-only and base cost nothing.",
         "",
         "## Result",
         "",
@@ -520,8 +535,8 @@ def throughput_markdown(t: dict | None) -> list[str]:
     return lines
 
 
-def report(runs: Path, docs: Path) -> dict:
-    summary = summarize(runs)
+def report(runs: Path, docs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
+    summary = summarize(runs, ric_adapter, online_adapter)
     docs.mkdir(parents=True, exist_ok=True)
     fronts = []
     for m, r in summary["methods"].items():
@@ -547,7 +562,12 @@ def main(argv=None):
     p.add_argument("--runs", default="runs", help="runs folder (see the layout above)")
     p.add_argument("--docs", default="docs", help="where BENCHMARKS.md and benchmarks.json go")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, run in order")
-    p.add_argument("--ric-adapter", default=None, help="default: RUNS/sft/adapter (shared stats)")
+    p.add_argument(
+        "--ric-adapter",
+        default=None,
+        help="RiC's final offline stage, whose stats every method shares (default RUNS/sft3/adapter)",
+    )
+    p.add_argument("--online-adapter", default=None, help="default: RUNS/online/adapter")
     p.add_argument("--soups-recipe", default="train/recipes/bench_soups.yaml")
     p.add_argument("--morlhf-recipe", default="train/recipes/bench_morlhf.yaml")
     p.add_argument("--prompts", default="assets/prompts/eval.txt")
@@ -560,10 +580,11 @@ def main(argv=None):
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
-    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft" / "adapter")
+    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft3" / "adapter")
+    args.online_adapter = Path(args.online_adapter or Path(args.runs) / "online" / "adapter")
     if not args.report_only:
         run_all(args)
-    summary = report(Path(args.runs), Path(args.docs))
+    summary = report(Path(args.runs), Path(args.docs), args.ric_adapter, args.online_adapter)
     for line in summary["verdict"]:
         print(line)
     print(f"written {Path(args.docs) / 'BENCHMARKS.md'} and {Path(args.docs) / 'benchmarks.json'}")

@@ -8,36 +8,20 @@
 # MORLHF runs (200 GRPO steps x ~44 CPU-s each), so most of a night on 2 cores. CPU-seconds
 # are the cost figure compared, so run with the same OMP_NUM_THREADS as RiC's own runs.
 #
-# RiC's own runs (train/*.py) come first when their outputs are missing; then the baselines
+# RiC's own runs come first when their fronts are missing: the exact build of the embedded
+# default (train/run_default.sh: three offline stages, MORS, their fronts); then the baselines
 # (bench/fronts.py: Rewarded Soups, MORLHF, prompt-only, base), the throughput benchmark, and
-# the report. Set RIC_ONLINE=0 to skip RiC's online (MORS) stage.
+# the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 RUNS=runs
-R=train/recipes
 
 step() { echo; echo "== $*"; }
 
-if [ ! -f "$RUNS/data/dataset.jsonl" ]; then
-    step "offline data"; python train/prepare_dataset.py --config "$R/cpu_data.yaml"
-fi
-if [ ! -f "$RUNS/sft/train_log.json" ]; then
-    step "RiC offline SFT"; python train/sft.py --config "$R/cpu_sft.yaml"
-fi
-if [ ! -f "$RUNS/eval_sft/front.json" ]; then
-    step "RiC offline front"; python train/evaluate.py --adapter "$RUNS/sft/adapter" --out "$RUNS/eval_sft"
-fi
-if [ ! -f "$RUNS/eval_base/front.json" ]; then
-    step "base model point"; python train/evaluate.py --adapter "$RUNS/sft/adapter" --base true --out "$RUNS/eval_base"
-fi
-if [ "${RIC_ONLINE:-1}" = 1 ]; then
-    if [ ! -d "$RUNS/online/adapter" ]; then
-        step "RiC online (MORS)"; python train/online.py --config "$R/cpu_online.yaml"
-    fi
-    if [ ! -f "$RUNS/eval_online/front.json" ]; then
-        step "RiC online front"; python train/evaluate.py --adapter "$RUNS/online/adapter" --out "$RUNS/eval_online"
-    fi
+if [ ! -f "$RUNS/eval_online/front.json" ]; then
+    step "RiC: the embedded default's full build (train/run_default.sh, resumable)"
+    bash train/run_default.sh
 fi
 
 step "baselines: Rewarded Soups, MORLHF, prompt-only (train what is missing, evaluate)"

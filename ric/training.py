@@ -708,6 +708,50 @@ def train_sft(
     return adapter_dir
 
 
+def adapter_lineage(adapter: str | Path) -> list[dict]:
+    """Every training stage behind an adapter, oldest first, from the recipes its ric.json
+    files record (each stage's init_adapter names the one before): [{"adapter", "out_dir",
+    "data_dir"}]. A MORS iteration's stage sits in iter_<k>/sft next to its mors.json. Costs
+    and data of a multi-stage model are summed over this chain, so nothing is counted twice
+    and no stage is forgotten."""
+    chain, seen, current = [], set(), str(adapter)
+    while current:
+        key = str(Path(current).resolve())
+        if key in seen:
+            raise ValueError(f"adapter lineage loops at {current}")
+        seen.add(key)
+        recipe = RicMeta.load(current).extra.get("recipe", {})
+        chain.append(
+            {
+                "adapter": current,
+                "out_dir": recipe.get("out_dir", str(Path(current).parent)),
+                "data_dir": recipe.get("data_dir"),
+            }
+        )
+        current = recipe.get("init_adapter")
+    return chain[::-1]
+
+
+def lineage_cpu_seconds(adapter: str | Path) -> dict:
+    """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
+    (None where a log is missing): each data set once, each SFT stage, each MORS sampling."""
+    parts: dict[str, float | None] = {}
+
+    def cpu(path: Path) -> float | None:
+        return read_json(path).get("cpu_seconds") if path.exists() else None
+
+    for stage in adapter_lineage(adapter):
+        data = stage["data_dir"]
+        if data and f"data {data}" not in parts:
+            parts[f"data {data}"] = cpu(Path(data) / "data.json")
+        out = Path(stage["out_dir"])
+        mors = out.parent / "mors.json"
+        if mors.exists():
+            parts[f"MORS {out.parent}"] = cpu(mors)
+        parts[f"SFT {out}"] = cpu(out / "train_log.json")
+    return parts
+
+
 # ---------------------------------------------------------------- online MORS
 
 

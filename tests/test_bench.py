@@ -2,13 +2,14 @@
 
 import importlib.util
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ric.artifacts import write_json
+from ric.artifacts import RicMeta, write_json
 from ric.baselines import MorlhfRecipe, SoupsRecipe
 from ric.config import load_config
 from ric.mapping import simplex_grid
@@ -67,15 +68,29 @@ def _line(lo, hi, k):
     return ((1 - t) * np.array([lo, hi]) + t * np.array([hi, lo])).round(4).tolist()
 
 
+def _stage(adapter: Path, data_dir: Path, init: Path | None = None, cpu: float = 0.0) -> Path:
+    """A trained stage as the lineage sees it: ric.json naming its data and predecessor."""
+    recipe = {"data_dir": str(data_dir), "out_dir": str(adapter.parent), "init_adapter": None}
+    if init is not None:
+        recipe["init_adapter"] = str(init)
+    RicMeta("tiny", NAMES, {}, {}, extra={"recipe": recipe}).save(adapter)
+    write_json(adapter.parent / "train_log.json", {"cpu_seconds": cpu})
+    return adapter
+
+
 def fake_runs(root: Path, ric_level: float) -> Path:
-    """RiC's and the baselines' logs and fronts; MORLHF's front sits at level 1.0."""
+    """RiC's and the baselines' logs and fronts; MORLHF's front sits at level 1.0. RiC has two
+    offline stages on two data sets and one MORS iteration, like the embedded default."""
     runs = root / "runs"
     write_json(runs / "data" / "data.json", {"cpu_seconds": 1000.0})
-    write_json(runs / "sft" / "train_log.json", {"cpu_seconds": 2000.0})
+    write_json(runs / "data_primed" / "data.json", {"cpu_seconds": 500.0})
+    sft = _stage(runs / "sft" / "adapter", runs / "data", cpu=2000.0)
+    sft3 = _stage(runs / "sft3" / "adapter", runs / "data_primed", sft, cpu=700.0)
     write_json(runs / "online" / "iter_1" / "mors.json", {"cpu_seconds": 300.0})
-    write_json(runs / "online" / "iter_1" / "sft" / "train_log.json", {"cpu_seconds": 400.0})
+    it = _stage(runs / "online" / "iter_1" / "sft" / "adapter", runs / "data_primed", sft3, 400.0)
+    shutil.copytree(it, runs / "online" / "adapter")  # as train/online.py ships it
     for name, cpu in (("positivity", 500.0), ("brevity", 600.0)):
-        write_json(runs / "bench" / "soups" / name / "train_log.json", {"cpu_seconds": cpu})
+        _stage(runs / "bench" / "soups" / name / "adapter", runs / "data_primed", cpu=cpu)
     for w in simplex_grid(2, 5):
         run = f"w{w[0]:.2f}_{w[1]:.2f}"
         write_json(runs / "bench" / "morlhf" / run / "train_log.json", {"cpu_seconds": 10000.0})
@@ -111,9 +126,11 @@ def test_report_only_from_fake_runs(tmp_path, ric_level, holds):
 
     m = out["methods"]
     assert out["reference_point"] == REF and out["best_ric"] == "ric_offline"
-    assert m["ric_offline"]["train_cpu_seconds"] == 3000.0
-    assert m["ric_online"]["train_cpu_seconds"] == 3700.0
-    assert m["soups"]["train_cpu_seconds"] == 2100.0
+    # every data set and stage behind each adapter, each once
+    assert m["ric_offline"]["train_cpu_seconds"] == 1000 + 500 + 2000 + 700
+    assert m["ric_online"]["train_cpu_seconds"] == 4200 + 300 + 400
+    assert m["soups"]["train_cpu_seconds"] == 500 + 500 + 600
+    assert "2 stage(s)" in m["ric_offline"]["notes"] and "kept" in m["ric_online"]["notes"]
     assert m["morlhf"]["train_cpu_seconds"] == 50000.0
     assert m["prompt_only"]["train_cpu_seconds"] == 0.0
     assert m["base"]["status"] == "not run yet"
@@ -126,7 +143,7 @@ def test_report_only_from_fake_runs(tmp_path, ric_level, holds):
     assert "automatically generated" in md
     if holds:
         assert "HOLDS on this machine" in md and "RiC is HIGHER" in md
-        assert "(6% of MORLHF (GRPO))" in md  # 3000 / 50000 CPU-seconds
+        assert "(8% of MORLHF (GRPO))" in md  # 4200 / 50000 CPU-seconds
     else:
         assert "DOES NOT HOLD" in md and "RiC is LOWER (-22.9%)" in md
         assert "vs Rewarded Soups: hypervolume 5.0125 vs 5.0125, RiC is EQUAL" in md
@@ -143,7 +160,7 @@ def test_report_on_nothing_says_not_run(tmp_path):
 def test_reused_front_is_copied_and_checked(tmp_path):
     runs = tmp_path / "runs"
     write_json(
-        runs / "eval_sft" / "front.json",
+        runs / "eval_sft3" / "front.json",
         _front("RiC", _line(-1, 1, 11), settings={**SETTINGS, "max_prompts": 10}),
     )
     args = fronts.argparse.Namespace(
@@ -153,10 +170,12 @@ def test_reused_front_is_copied_and_checked(tmp_path):
         max_new_tokens=64,
         batch_size=48,
         dtype="bfloat16",
+        ric_adapter=runs / "sft3" / "adapter",
+        online_adapter=runs / "online" / "adapter",
     )
     fronts.run_method("ric_offline", args, meta=None)
     copied = json.loads((runs / "bench" / "ric_offline" / "front.json").read_text())
-    assert copied["source"].endswith("eval_sft/front.json")
+    assert copied["source"].endswith("eval_sft3/front.json")
     assert copied["settings_differ"] == ["max_prompts"] and copied["label"] == "RiC (offline)"
 
 
@@ -282,6 +301,8 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
         str(soups),
         "--morlhf-recipe",
         str(morlhf),
+        "--ric-adapter",
+        str(adapter),
     ]
     fronts.main(args)
     out = json.loads((tmp_path / "docs" / "benchmarks.json").read_text())["methods"]

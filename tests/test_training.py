@@ -331,6 +331,18 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     after = load_file(Path(new_adapter) / "adapter_model.safetensors")
     assert before.keys() == after.keys()
     assert any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in before)
+    # The MORS adapter's lineage: the offline stage, then the iteration, each with its data.
+    chain = training.adapter_lineage(new_adapter)
+    assert [c["out_dir"] for c in chain] == [str(tmp_path / "sft"), str(tmp_path / "on/iter_1/sft")]
+    assert {c["data_dir"] for c in chain} == {str(data_dir)}
+    parts = training.lineage_cpu_seconds(new_adapter)
+    assert list(parts) == [
+        f"data {data_dir}",
+        f"SFT {tmp_path / 'sft'}",
+        f"MORS {tmp_path / 'on/iter_1'}",
+        f"SFT {tmp_path / 'on/iter_1/sft'}",
+    ]
+    assert all(v > 0 for v in parts.values())
 
     cfg = EvalConfig(
         adapter=new_adapter,
