@@ -496,7 +496,7 @@ def build_demo(
     w0 = [round(1 / n, 2)] * n
     d0 = steer.desired(w0).tolist()
     with gr.Blocks(title="Rewards-in-Context", analytics_enabled=False) as blocks:
-        gr.Markdown(header(steer, model_label))
+        gr.Markdown(header(steer, model_label, fronts))
         with gr.Tab("Text"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -609,7 +609,37 @@ def build_demo(
     return blocks
 
 
-def header(steer: SteerableModel, model_label: str | None) -> str:
+def measured_steering(fronts: Sequence[dict]) -> str | None:
+    """One line from the model's evaluated front (the first one with a sweep): how each slider
+    moved its reward on held-out prompts, so nobody expects more than was measured."""
+    for front in fronts:
+        rho = (front.get("controllability") or {}).get("spearman")
+        if not rho:
+            continue
+        n = (front.get("settings") or {}).get("max_prompts")
+        achieved = np.array([p["achieved"] for p in front["points"]])
+        names = front["reward_names"]
+        parts = "; ".join(
+            f"{name}: Spearman {r:+.2f}, mean {lo:+.2f} to {hi:+.2f}"
+            for name, r, lo, hi in zip(names, rho, achieved.min(0), achieved.max(0), strict=True)
+        )
+        weak = [name for name, r in zip(names, rho, strict=True) if r < 0.9]
+        line = (
+            f"**Measured steering** ({len(front['points'])}-point sweep"
+            + (f" on {n} held-out prompts" if n else "")
+            + "; Spearman of each weight with its achieved reward, and the achieved range): "
+            + parts
+            + "."
+        )
+        if weak:
+            line += (
+                f" Below 0.9 the reward does not rise steadily with its slider: {', '.join(weak)}."
+            )
+        return "> " + line
+    return None
+
+
+def header(steer: SteerableModel, model_label: str | None, fronts: Sequence[dict] = ()) -> str:
     s = steer.stats
     lines = [
         "## Rewards-in-Context",
@@ -623,6 +653,8 @@ def header(steer: SteerableModel, model_label: str | None) -> str:
             "> **untrained base model: sliders have no effect.** Train a RiC adapter "
             "(train/sft.py) and start with `--adapter`."
         )
+    elif measured := measured_steering(fronts):
+        lines.append(measured)
     if steer.meta.extra.get("unnormalized"):
         lines.append("> Rewards are **un-normalized** (raw scores; no statistics shipped).")
     return "\n\n".join(lines)

@@ -308,6 +308,25 @@ def test_untrained_base_header(tiny_adapter_dir):
     assert "sliders have no effect" in app.header(base, "base")
 
 
+def test_header_reports_the_measured_steering(tiny_adapter_dir):
+    steer = SteerableModel.load(tiny_adapter_dir, dtype="float32")
+    names = steer.reward_names
+    points = [{"achieved": [0.1 * k - 1, 0.05]} for k in range(11)]
+    sweep = {
+        "reward_names": names,
+        "points": points,
+        "settings": {"max_prompts": 100},
+        "controllability": {"spearman": [0.98, 0.41]},
+    }
+    base = {"reward_names": names, "points": [{"achieved": [0.0, 0.0]}]}
+    text = app.header(steer, "RiC", [base, sweep])
+    assert f"{names[0]}: Spearman +0.98, mean -1.00 to +0.00" in text
+    assert f"{names[1]}: Spearman +0.41, mean +0.05 to +0.05" in text
+    assert "11-point sweep on 100 held-out prompts" in text
+    assert f"does not rise steadily with its slider: {names[1]}." in text
+    assert "Measured steering" not in app.header(steer, "RiC", [base])
+
+
 # --- bench/app_overhead.py ---
 
 

@@ -622,5 +622,16 @@ def test_probe_tags_reports_both_ends_of_every_tag(tmp_path, tiny_model_dir, dat
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert sorted(out) == sorted(f"a b | {n}" for n in REWARDS)
     assert all(len(v) == 2 and all(np.isfinite(x) and x < 0 for x in v) for v in out.values())
+    # After an opener: the conditional log-likelihood of the text alone, not of opener + text.
+    args = ["--checkpoint", str(adapter), "--recipe", str(recipe), "--rows", "2"]
+    probe.main([*args, "--texts", "a b c d", "--others", "0.5"])
+    whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    probe.main([*args, "--texts", " c d", "--after", "a b", "--others", "0.5"])
+    tail = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    probe.main([*args, "--texts", "a b", "--others", "0.5"])
+    head = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for n in REWARDS:
+        parts = np.add(head[f"a b | {n}"], tail[f" c d | {n}"])
+        assert np.allclose(parts, whole[f"a b c d | {n}"], atol=0.05)
     with pytest.raises(SystemExit):
         probe.main(["--checkpoint", str(tmp_path), "--recipe", str(recipe), "--texts", "a"])

@@ -4,8 +4,9 @@
         --recipe train/recipes/cpu_sft_primed.yaml --texts "In short:" "Sadly, this is hard."
 
 For each text and each reward: the mean log-likelihood (nats) of the text as the start of the
-response to N training prompts, with that reward's tag at the low and at the high end of its
-range (other tags at 0). A tag the model reads moves the texts it should govern (the tone
+response to N training prompts (or right after --after, e.g. a tone opener: log p(text | prompt,
+opener)), with that reward's tag at the low and at the high end of its range (other tags at 0,
+or at --others). A tag the model reads moves the texts it should govern (the tone
 opener with positivity, the length primer with brevity); a tag it ignores moves nothing.
 --table REWARD also prints, from the recipe's data, how often each length primer goes with each
 range of that reward's normalized value: how much the tag could tell the model.
@@ -26,6 +27,10 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=20, help="training prompts to average over")
     p.add_argument("--rewards", nargs="+", help="override the recipe's rewards (as trained)")
     p.add_argument("--table", help="reward whose relation to the length primers to tabulate")
+    p.add_argument(
+        "--after", default="", help="response start the texts follow (a tone opener, say)"
+    )
+    p.add_argument("--others", type=float, default=0.0, help="value of the other tags")
     args = p.parse_args(argv)
     if not (Path(args.checkpoint) / "adapter_config.json").exists():
         p.error(f"{args.checkpoint} holds no LoRA (adapter_config.json missing)")
@@ -64,7 +69,11 @@ def main(argv=None):
     steer = SteerableModel(model, tok, meta)
 
     def logp(prompt: str, text: str) -> float:
-        return completion_logprob(model, tok, prompt, text)
+        """log p(text | prompt, --after): a primer's choice after the opener alone."""
+        if not args.after:
+            return completion_logprob(model, tok, prompt, text)
+        after = completion_logprob(model, tok, prompt, args.after)
+        return completion_logprob(model, tok, prompt, args.after + text) - after
 
     prompts = list(dict.fromkeys(r["prompt"] for r in rows))[: args.rows]
     out = {}
@@ -72,7 +81,7 @@ def main(argv=None):
         for i, name in enumerate(stats.names):
             ends = []
             for value in (stats.low[i], stats.high[i]):
-                tags = np.zeros(len(stats.names))
+                tags = np.full(len(stats.names), args.others)
                 tags[i] = value
                 ends.append(float(np.mean([logp(steer.prompt(q, tags), text) for q in prompts])))
             out[f"{text} | {name}"] = ends
