@@ -8,9 +8,9 @@
 Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
 the first 100 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
 functions, rewards normalized with the RewardStats of RiC's final offline stage
-(runs/sft3/adapter) and one reference point for every hypervolume. Layout, under --runs:
+(runs/sft4/adapter) and one reference point for every hypervolume. Layout, under --runs:
 
-    data*/, sft*/, online/, eval_{base,sft3,online}/ RiC's runs (train/run_default.sh), reused
+    data*/, sft*/, online/, eval_{base,sft4_l2,online}/ RiC's runs (run_default.sh), reused
     bench/<method>/front.json                       one front per method (copied when reused)
     bench/soups/<reward>/{adapter,train_log.json}   Rewarded Soups ingredients
     bench/morlhf/w<w1>_<w2>/{adapter,train_log.json} one MORLHF (GRPO) run per preference
@@ -41,7 +41,7 @@ METHODS = {  # name -> label, in table order
 }
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default.
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft3", "ric_online": "eval_online"}
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft4_l2", "ric_online": "eval_online"}
 # Settings a reused front must share with the benchmark's own evaluations.
 SAME_SETTINGS = ("prompts", "max_prompts", "max_new_tokens", "temperature", "top_p", "seed")
 COMMANDS = {
@@ -565,7 +565,7 @@ def main(argv=None):
     p.add_argument(
         "--ric-adapter",
         default=None,
-        help="RiC's final offline stage, whose stats every method shares (default RUNS/sft3/adapter)",
+        help="RiC's final offline stage, whose stats every method shares (default RUNS/sft4/adapter)",
     )
     p.add_argument("--online-adapter", default=None, help="default: RUNS/online/adapter")
     p.add_argument("--soups-recipe", default="train/recipes/bench_soups.yaml")
@@ -580,7 +580,7 @@ def main(argv=None):
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
-    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft3" / "adapter")
+    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft4" / "adapter")
     args.online_adapter = Path(args.online_adapter or Path(args.runs) / "online" / "adapter")
     if not args.report_only:
         run_all(args)

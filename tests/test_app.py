@@ -327,6 +327,17 @@ def test_header_reports_the_measured_steering(tiny_adapter_dir):
     assert "Measured steering" not in app.header(steer, "RiC", [base])
 
 
+def test_shipped_text_adapter_loads_with_its_fronts():
+    """What `python app.py` starts on: the shipped adapter on the embedded base model, the
+    fronts it was evaluated with, and a header that says how well it steers."""
+    steer, label = app.load_steerable(dtype="float32")
+    assert steer.conditioned and "assets/text/adapter" in label
+    fronts = app.load_fronts([app.FRONT, app.BASE_FRONT], steer.reward_names)
+    assert len(fronts) == 2
+    assert fronts[0]["settings"]["adapter"].endswith("adapter")  # the sweep, then the base point
+    assert "Measured steering" in app.header(steer, label, fronts)
+
+
 # --- bench/app_overhead.py ---
 
 

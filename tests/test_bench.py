@@ -85,9 +85,9 @@ def fake_runs(root: Path, ric_level: float) -> Path:
     write_json(runs / "data" / "data.json", {"cpu_seconds": 1000.0})
     write_json(runs / "data_primed" / "data.json", {"cpu_seconds": 500.0})
     sft = _stage(runs / "sft" / "adapter", runs / "data", cpu=2000.0)
-    sft3 = _stage(runs / "sft3" / "adapter", runs / "data_primed", sft, cpu=700.0)
+    sft4 = _stage(runs / "sft4" / "adapter", runs / "data_primed", sft, cpu=700.0)
     write_json(runs / "online" / "iter_1" / "mors.json", {"cpu_seconds": 300.0})
-    it = _stage(runs / "online" / "iter_1" / "sft" / "adapter", runs / "data_primed", sft3, 400.0)
+    it = _stage(runs / "online" / "iter_1" / "sft" / "adapter", runs / "data_primed", sft4, 400.0)
     shutil.copytree(it, runs / "online" / "adapter")  # as train/online.py ships it
     for name, cpu in (("positivity", 500.0), ("brevity", 600.0)):
         _stage(runs / "bench" / "soups" / name / "adapter", runs / "data_primed", cpu=cpu)
@@ -160,7 +160,7 @@ def test_report_on_nothing_says_not_run(tmp_path):
 def test_reused_front_is_copied_and_checked(tmp_path):
     runs = tmp_path / "runs"
     write_json(
-        runs / "eval_sft3" / "front.json",
+        runs / "eval_sft4_l2" / "front.json",
         _front("RiC", _line(-1, 1, 11), settings={**SETTINGS, "max_prompts": 10}),
     )
     args = fronts.argparse.Namespace(
@@ -170,12 +170,12 @@ def test_reused_front_is_copied_and_checked(tmp_path):
         max_new_tokens=64,
         batch_size=48,
         dtype="bfloat16",
-        ric_adapter=runs / "sft3" / "adapter",
+        ric_adapter=runs / "sft4" / "adapter",
         online_adapter=runs / "online" / "adapter",
     )
     fronts.run_method("ric_offline", args, meta=None)
     copied = json.loads((runs / "bench" / "ric_offline" / "front.json").read_text())
-    assert copied["source"].endswith("eval_sft3/front.json")
+    assert copied["source"].endswith("eval_sft4_l2/front.json")
     assert copied["settings_differ"] == ["max_prompts"] and copied["label"] == "RiC (offline)"
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the embedded default text model end to end on a CPU, exactly as it was built (three
-# offline SFT stages, then one MORS iteration), ship it to assets/text and write
+# Rebuild the embedded default text model end to end on a CPU, exactly as it was built (four
+# offline SFT stages; MORS next), ship it to assets/text and write
 # docs/TRAINING.md. Every step resumes from its own checkpoints: rerun after a kill.
 #
 #   bash train/run_default.sh          # ~4 hours on 2 cores
@@ -15,14 +15,23 @@ $PY train/prepare_dataset.py --config train/recipes/cpu_data.yaml
 [ -f runs/sft/adapter/ric.json ] || $SFT
 [ -f runs/sft2/adapter/ric.json ] || $SFT --init-adapter runs/sft/adapter --out-dir runs/sft2 \
     --max-steps 150 --seed 1
-# Stage 3: data with length primers, named tags (not yet run to the end; docs/TRAINING.md).
+# Stages 3-4: data with length primers, named tags; stage 4 continues at a constant rate (the
+# brevity tag is read only after it: docs/TRAINING.md).
 $PY train/prepare_dataset.py --config train/recipes/cpu_data_primed.yaml
 [ -f runs/sft3/adapter/ric.json ] || $PY train/sft.py --config train/recipes/cpu_sft_primed.yaml
-$PY train/evaluate.py --adapter runs/sft3/adapter --label "RiC offline" --out runs/eval_sft3
-$PY train/evaluate.py --adapter runs/sft3/adapter --base true --out runs/eval_base
-[ -f runs/online/adapter/ric.json ] || $PY train/online.py --config train/recipes/cpu_online.yaml
-$PY train/evaluate.py --adapter runs/online/adapter --label "RiC + MORS" --out runs/eval_online
-$PY train/ship.py --adapter runs/online/adapter --front runs/eval_online/front.json \
-    --base-front runs/eval_base/front.json --offline-front runs/eval_sft3/front.json
-$PY train/report.py --data runs/data,runs/data_primed --stages runs/sft,runs/sft2,runs/sft3 \
-    --fronts base=runs/eval_base,offline=runs/eval_sft3,online=runs/eval_online
+[ -f runs/sft4/adapter/ric.json ] || $PY train/sft.py --config train/recipes/cpu_sft_primed4.yaml
+# Fronts: the paper's mapping over the full data range, then the shipped default (l2 on the
+# 5-95% range: every desired reward moves with its weight, and no tag asks for the extremes).
+$PY train/evaluate.py --adapter runs/sft3/adapter --label "RiC offline (stage 3)" --out runs/eval_sft3
+$PY train/evaluate.py --adapter runs/sft4/adapter --label "RiC offline" --out runs/eval_sft4
+$PY train/evaluate.py --adapter runs/sft4/adapter --method l2 --range-quantiles "[0.05, 0.95]" \
+    --label "RiC offline" --out runs/eval_sft4_l2
+$PY train/evaluate.py --adapter runs/sft4/adapter --base true --out runs/eval_base
+$PY train/ship.py --adapter runs/sft4/adapter --front runs/eval_sft4_l2/front.json \
+    --base-front runs/eval_base/front.json --mapping l2 --range-quantiles 0.05 0.95
+$PY train/report.py --data runs/data,runs/data_primed --stages runs/sft,runs/sft2,runs/sft3,runs/sft4 \
+    --fronts base=runs/eval_base,stage3=runs/eval_sft3,offline_ric=runs/eval_sft4,offline=runs/eval_sft4_l2
+# Next (not yet run): one MORS iteration from stage 4, its front, and shipping it instead:
+#   $PY train/online.py --config train/recipes/cpu_online.yaml
+#   $PY train/evaluate.py --adapter runs/online/adapter --method l2 --range-quantiles "[0.05, 0.95]" \
+#       --label "RiC + MORS" --out runs/eval_online
