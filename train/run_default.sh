@@ -29,8 +29,12 @@ $PY train/evaluate.py --adapter runs/sft4/adapter --method l2 --range-quantiles 
 $PY train/evaluate.py --adapter runs/sft4/adapter --base true --out runs/eval_base
 $PY train/ship.py --adapter runs/sft4/adapter --front runs/eval_sft4_l2/front.json \
     --base-front runs/eval_base/front.json --mapping l2 --range-quantiles 0.05 0.95
+# The shipped default on prompts the project never saw (the 15-minute check: 30 x 5 weights).
+$PY train/evaluate.py --prompts assets/prompts/unseen30.txt --points 5 \
+    --label "shipped, unseen prompts" --out runs/eval_unseen30
 $PY train/report.py --data runs/data,runs/data_primed --stages runs/sft,runs/sft2,runs/sft3,runs/sft4 \
-    --fronts base=runs/eval_base,stage3=runs/eval_sft3,offline_ric=runs/eval_sft4,offline=runs/eval_sft4_l2
+    --fronts base=runs/eval_base,stage3=runs/eval_sft3,offline_ric=runs/eval_sft4,offline=runs/eval_sft4_l2,unseen=runs/eval_unseen30 \
+    --summary "$(cat docs/training_summary.md)"
 # Next (not yet run): one MORS iteration from stage 4, its front, and shipping it instead:
 #   $PY train/online.py --config train/recipes/cpu_online.yaml
 #   $PY train/evaluate.py --adapter runs/online/adapter --method l2 --range-quantiles "[0.05, 0.95]" \
