@@ -801,7 +801,18 @@ def mors_iteration(
     from ric.models import load_model
 
     out = Path(recipe.out_dir) / f"iter_{it}"
-    t0, c0 = time.time(), cpu_seconds()
+    cost_file, mark = out / "sample_cost.json", [time.time(), cpu_seconds()]
+
+    def add_cost() -> tuple[float, float]:
+        """Add the wall/CPU seconds since the last call to the iteration's running total, kept
+        on disk so that a killed and resumed iteration still counts its earlier sampling."""
+        done = read_json(cost_file) if cost_file.exists() else {"wall": 0.0, "cpu": 0.0}
+        now = [time.time(), cpu_seconds()]
+        total = {"wall": done["wall"] + now[0] - mark[0], "cpu": done["cpu"] + now[1] - mark[1]}
+        write_json(cost_file, total)
+        mark[:] = now
+        return total["wall"], total["cpu"]
+
     meta = RicMeta.load(adapter)
     stats = RewardStats.from_dict(meta.stats)
     fmt = ConditioningFormat.from_dict(meta.conditioning)
@@ -829,6 +840,7 @@ def mors_iteration(
                     for i, (p, t, x) in enumerate(zip(ps, ts, texts, strict=True))
                 ],
             )
+            add_cost()
         del model
         rows = read_jsonl(samples_file)
     rows = [r for r in rows if not is_degenerate(r["response"])]
@@ -855,8 +867,9 @@ def mors_iteration(
         "init_adapter": adapter,
         "data_dir": recipe.data_dir,
     }
-    # Generation and scoring cost; the SFT's own cost is in sft/train_log.json.
-    gen_wall, gen_cpu = time.time() - t0, cpu_seconds() - c0
+    # Generation and scoring cost over every call that worked on this iteration; the SFT's
+    # own cost is in sft/train_log.json.
+    gen_wall, gen_cpu = add_cost()
     new_adapter = train_sft(SFTRecipe(**sft_fields), rows=mix, stats=stats)
     write_jsonl(out / "kept.jsonl", kept)
     write_json(

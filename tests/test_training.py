@@ -327,6 +327,9 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     new_adapter, kept = mors_iteration(recipe, str(adapter), 1, [])
     mors = json.loads((tmp_path / "on" / "iter_1" / "mors.json").read_text())
     assert mors["generated"] == 8 and mors["mixed"] >= mors["kept"]
+    # Sampling cost is kept on disk as it accrues, so a resumed iteration still counts it.
+    cost = json.loads((tmp_path / "on" / "iter_1" / "sample_cost.json").read_text())
+    assert cost["cpu"] == mors["cpu_seconds"] > 0
     before = load_file(Path(adapter) / "adapter_model.safetensors")
     after = load_file(Path(new_adapter) / "adapter_model.safetensors")
     assert before.keys() == after.keys()
