@@ -167,10 +167,6 @@ def run_all(args) -> None:
 # ---------------------------------------------------------------- costs and metrics
 
 
-def _cpu(path: Path) -> float | None:
-    return read_json(path).get("cpu_seconds") if path.exists() else None
-
-
 def _lineage(*adapters: Path) -> dict:
     """{part: CPU-seconds} over every stage behind the adapters; a data set shared by several
     (the soups' ingredients) counts once. Empty when an adapter is missing."""
@@ -188,9 +184,11 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs.
     RiC's cost walks its adapter's lineage: every data set and every SFT stage (and MORS
     iteration) that led to it, so a multi-stage build is charged in full."""
+    from ric.training import logged_cpu_seconds
+
     soups = sorted(p.parent for p in (runs / "bench" / "soups").glob("*/adapter/ric.json"))
     morlhf = {
-        f"GRPO {p.parent.name}": _cpu(p)
+        f"GRPO {p.parent.name}": logged_cpu_seconds(p)
         for p in sorted((runs / "bench" / "morlhf").glob("w*/train_log.json"))
     }
 

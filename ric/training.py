@@ -708,6 +708,11 @@ def train_sft(
     return adapter_dir
 
 
+def logged_cpu_seconds(path: Path) -> float | None:
+    """The cpu_seconds a run's own log (data.json, train_log.json, mors.json) recorded."""
+    return read_json(path).get("cpu_seconds") if path.exists() else None
+
+
 def adapter_lineage(adapter: str | Path) -> list[dict]:
     """Every training stage behind an adapter, oldest first, from the recipes its ric.json
     files record (each stage's init_adapter names the one before): [{"adapter", "out_dir",
@@ -736,10 +741,7 @@ def lineage_cpu_seconds(adapter: str | Path) -> dict:
     """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
     (None where a log is missing): each data set once, each SFT stage, each MORS sampling."""
     parts: dict[str, float | None] = {}
-
-    def cpu(path: Path) -> float | None:
-        return read_json(path).get("cpu_seconds") if path.exists() else None
-
+    cpu = logged_cpu_seconds
     for stage in adapter_lineage(adapter):
         data = stage["data_dir"]
         if data and f"data {data}" not in parts:

@@ -13,6 +13,7 @@ range of that reward's normalized value: how much the tag could tell the model.
 """
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -68,12 +69,15 @@ def main(argv=None):
     )
     steer = SteerableModel(model, tok, meta)
 
+    @functools.cache
+    def opener_logp(prompt: str) -> float:  # the same for every text probed after it
+        return completion_logprob(model, tok, prompt, args.after)
+
     def logp(prompt: str, text: str) -> float:
         """log p(text | prompt, --after): a primer's choice after the opener alone."""
         if not args.after:
             return completion_logprob(model, tok, prompt, text)
-        after = completion_logprob(model, tok, prompt, args.after)
-        return completion_logprob(model, tok, prompt, args.after + text) - after
+        return completion_logprob(model, tok, prompt, args.after + text) - opener_logp(prompt)
 
     prompts = list(dict.fromkeys(r["prompt"] for r in rows))[: args.rows]
     out = {}
