@@ -54,6 +54,7 @@ DEFAULT_ADAPTER = ASSETS / "adapter"
 BASE_META = ASSETS / "base_meta.json"
 FRONT = ASSETS / "front.json"
 BASE_FRONT = ASSETS / "base_front.json"
+OFFLINE_FRONT = ASSETS / "offline_front.json"  # the same adapter before MORS, when shipped
 # Without base_meta.json nothing says how the base model's rewards are distributed: these
 # rewards are then shown raw (mean 0, std 1) and mapped into [-2, 2].
 FALLBACK_REWARDS = ["relevance", "brevity"]
@@ -956,6 +957,7 @@ def main(argv=None) -> None:
     fronts = load_fronts(
         [
             args.front or (FRONT if shipped else None),
+            OFFLINE_FRONT if shipped else None,
             args.base_front or (BASE_FRONT if shipped else None),
         ],
         steer.reward_names,

@@ -10,7 +10,8 @@ the first 100 prompts of assets/prompts/eval.txt, the same generation settings, 
 functions, rewards normalized with the RewardStats of RiC's final offline stage
 (runs/sft4/adapter) and one reference point for every hypervolume. Layout, under --runs:
 
-    data*/, sft*/, online/, eval_{base,sft4_l2,online}/ RiC's runs (run_default.sh), reused
+    data*/, sft*/, online/, eval_{base,sft4_mid,online2_mid}/  RiC's runs, reused
+    (train/run_default.sh; the shipped mapping)
     bench/<method>/front.json                       one front per method (copied when reused)
     bench/soups/<reward>/{adapter,train_log.json}   Rewarded Soups ingredients
     bench/morlhf/w<w1>_<w2>/{adapter,train_log.json} one MORLHF (GRPO) run per preference
@@ -41,9 +42,17 @@ METHODS = {  # name -> label, in table order
 }
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default.
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft4_l2", "ric_online": "eval_online"}
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft4_mid", "ric_online": "eval_online2_mid"}
 # Settings a reused front must share with the benchmark's own evaluations.
-SAME_SETTINGS = ("prompts", "max_prompts", "max_new_tokens", "temperature", "top_p", "seed")
+SAME_SETTINGS = (
+    "prompts",
+    "max_prompts",
+    "skip_prompts",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+)
 COMMANDS = {
     "report": "python bench/fronts.py --report-only",
     "all runs": "bash bench/run_baselines.sh",
@@ -104,7 +113,8 @@ def run_method(method: str, args, meta) -> None:
         src = runs / REUSED[method] / "front.json"
         front = read_json(src)
         ours = eval_config(args, method).__dict__
-        diff = [k for k in SAME_SETTINGS if front["settings"].get(k) != ours[k]]
+        # A setting missing from an older front had its default then (e.g. skip_prompts).
+        diff = [k for k in SAME_SETTINGS if front["settings"].get(k, ours[k]) != ours[k]]
         _save(front, method, args, label=METHODS[method], source=str(src), settings_differ=diff)
         print(f"{method}: reused {src}" + (f" (settings differ: {diff})" if diff else ""))
         return
@@ -464,6 +474,7 @@ def markdown(summary: dict, plot: str | None) -> str:
         "",
         *[f"- {s}" for s in verdict(summary)],
         "",
+        *(["## Why", "", summary["notes"], ""] if summary.get("notes") else []),
         "## Fronts",
         "",
         "| method | points | hypervolume | sparsity | Spearman | monotonicity "
@@ -533,8 +544,13 @@ def throughput_markdown(t: dict | None) -> list[str]:
     return lines
 
 
+NOTES = "benchmarks_notes.md"  # the reading of the numbers, written by people, kept in docs/
+
+
 def report(runs: Path, docs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     summary = summarize(runs, ric_adapter, online_adapter)
+    if (docs / NOTES).exists():
+        summary["notes"] = (docs / NOTES).read_text().strip()
     docs.mkdir(parents=True, exist_ok=True)
     fronts = []
     for m, r in summary["methods"].items():

@@ -4,12 +4,12 @@
 #
 #     bash bench/run_baselines.sh
 #
-# ESTIMATE from short probes (1 thread): the baselines need ~13 CPU-hours, ~12 of them the five
-# MORLHF runs (200 GRPO steps x ~44 CPU-s each), so most of a night on 2 cores. CPU-seconds
+# ESTIMATE from short probes (1 thread): the baselines need ~4 CPU-hours, ~3 of them the five
+# MORLHF runs (50 GRPO steps x ~44 CPU-s each, train/recipes/bench_morlhf.yaml). CPU-seconds
 # are the cost figure compared, so run with the same OMP_NUM_THREADS as RiC's own runs.
 #
 # RiC's own runs come first when their fronts are missing: the exact build of the embedded
-# default (train/run_default.sh: three offline stages, MORS, their fronts); then the baselines
+# default (train/run_default.sh: four offline stages, MORS, their fronts); then the baselines
 # (bench/fronts.py: Rewarded Soups, MORLHF, prompt-only, base), the throughput benchmark, and
 # the report.
 set -euo pipefail
@@ -19,7 +19,7 @@ RUNS=runs
 
 step() { echo; echo "== $*"; }
 
-if [ ! -f "$RUNS/eval_sft4_l2/front.json" ]; then
+if [ ! -f "$RUNS/eval_online2_mid/front.json" ]; then
     step "RiC: the embedded default's full build (train/run_default.sh, resumable)"
     bash train/run_default.sh
 fi

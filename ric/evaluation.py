@@ -33,6 +33,7 @@ class EvalConfig:
     base: bool = field(False, "evaluate the base model WITHOUT conditioning (one point)")
     prompts: str = field("assets/prompts/eval.txt", "held-out prompts, one per line")
     max_prompts: int | None = field(100, "use the first N prompts (None: all)")
+    skip_prompts: int = field(0, "skip the first N prompts (a second held-out slice)")
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the adapter's)")
     range_quantiles: list | None = field(
@@ -104,7 +105,11 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
         steer = load_for_eval(cfg)
     if cfg.range_quantiles:
         steer.stats = steer.stats.with_range(cfg.range_quantiles)
-    prompts = read_prompts(cfg.prompts)[: cfg.max_prompts]
+    if cfg.skip_prompts < 0:
+        raise ValueError(f"skip_prompts must be >= 0, got {cfg.skip_prompts}")
+    prompts = read_prompts(cfg.prompts)[cfg.skip_prompts :][: cfg.max_prompts]
+    if not prompts:
+        raise ValueError(f"no prompts left in {cfg.prompts} after skipping {cfg.skip_prompts}")
     n = len(steer.reward_names)
     sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()
     settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
@@ -185,6 +190,15 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
         "settings": dataclasses.asdict(cfg),
         "command": command_line(),
         "stats_source": steer.stats.to_dict()["range_source"],
+        # The mapping actually used (settings.method None = the artifact's own default).
+        "mapping": None
+        if cfg.base
+        else {
+            "method": cfg.method or steer.meta.mapping,
+            "range_quantiles": steer.stats.range_quantiles,
+            "low": steer.stats.low,
+            "high": steer.stats.high,
+        },
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
     }

@@ -332,9 +332,10 @@ def test_shipped_text_adapter_loads_with_its_fronts():
     fronts it was evaluated with, and a header that says how well it steers."""
     steer, label = app.load_steerable(dtype="float32")
     assert steer.conditioned and "assets/text/adapter" in label
-    fronts = app.load_fronts([app.FRONT, app.BASE_FRONT], steer.reward_names)
-    assert len(fronts) == 2
-    assert fronts[0]["settings"]["adapter"].endswith("adapter")  # the sweep, then the base point
+    fronts = app.load_fronts([app.FRONT, app.OFFLINE_FRONT, app.BASE_FRONT], steer.reward_names)
+    assert len(fronts) == 3  # the shipped sweep, the same sweep before MORS, the base point
+    assert fronts[0]["settings"]["adapter"].endswith("adapter")
+    assert fronts[0]["hypervolume"] > fronts[1]["hypervolume"] > fronts[2]["hypervolume"]
     assert "Measured steering" in app.header(steer, label, fronts)
 
 

@@ -148,6 +148,10 @@ def test_report_only_from_fake_runs(tmp_path, ric_level, holds):
         assert "DOES NOT HOLD" in md and "RiC is LOWER (-22.9%)" in md
         assert "vs Rewarded Soups: hypervolume 5.0125 vs 5.0125, RiC is EQUAL" in md
     assert out["verdict"] and all(s in md for s in out["verdict"])
+    assert "## Why" not in md  # no notes written yet
+    (docs / fronts.NOTES).write_text("Soups steer evenly because ...\n")
+    fronts.main(["--report-only", "--runs", str(runs), "--docs", str(docs)])
+    assert "## Why\n\nSoups steer evenly because ...\n" in (docs / "BENCHMARKS.md").read_text()
 
 
 def test_report_on_nothing_says_not_run(tmp_path):
@@ -160,7 +164,7 @@ def test_report_on_nothing_says_not_run(tmp_path):
 def test_reused_front_is_copied_and_checked(tmp_path):
     runs = tmp_path / "runs"
     write_json(
-        runs / "eval_sft4_l2" / "front.json",
+        runs / fronts.REUSED["ric_offline"] / "front.json",
         _front("RiC", _line(-1, 1, 11), settings={**SETTINGS, "max_prompts": 10}),
     )
     args = fronts.argparse.Namespace(
@@ -175,7 +179,7 @@ def test_reused_front_is_copied_and_checked(tmp_path):
     )
     fronts.run_method("ric_offline", args, meta=None)
     copied = json.loads((runs / "bench" / "ric_offline" / "front.json").read_text())
-    assert copied["source"].endswith("eval_sft4_l2/front.json")
+    assert copied["source"].endswith(f"{fronts.REUSED['ric_offline']}/front.json")
     assert copied["settings_differ"] == ["max_prompts"] and copied["label"] == "RiC (offline)"
 
 

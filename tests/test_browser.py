@@ -47,7 +47,7 @@ def served(tiny_adapter_dir):
     adapter = os.environ.get("RIC_BROWSER_ADAPTER")
     if adapter:
         steer, label = app.load_steerable(adapter=adapter)
-        fronts = app.load_fronts([app.FRONT, app.BASE_FRONT], steer.reward_names)
+        fronts = app.load_fronts([app.FRONT, app.OFFLINE_FRONT, app.BASE_FRONT], steer.reward_names)
     else:
         steer, label = SteerableModel.load(tiny_adapter_dir, dtype="float32"), "tiny test model"
         names = steer.reward_names

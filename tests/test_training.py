@@ -363,6 +363,18 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     assert "spearman" in front["controllability"]
     base = evaluate_front(EvalConfig(**{**cfg.__dict__, "base": True, "out": str(tmp_path / "b")}))
     assert len(base["points"]) == 1 and base["points"][0]["weights"] is None
+    # The mapping actually used is recorded (the artifact's default here), none for the base.
+    assert front["mapping"]["method"] == RicMeta.load(new_adapter).mapping and not base["mapping"]
+    assert len(front["mapping"]["low"]) == 2
+    # skip_prompts evaluates a second held-out slice; skipping past the end is an error.
+    sliced = EvalConfig(
+        **{**cfg.__dict__, "base": True, "skip_prompts": 1, "out": str(tmp_path / "s")}
+    )
+    evaluate_front(sliced)
+    used = {r["prompt"] for r in read_jsonl(tmp_path / "s" / "samples.jsonl")}
+    assert used == set(training.read_prompts(prompts_file)[1:4])
+    with pytest.raises(ValueError, match="no prompts left"):
+        evaluate_front(EvalConfig(**{**sliced.__dict__, "skip_prompts": 10**6}))
 
     tc = evaluate_tag_contrast(
         EvalConfig(adapter=new_adapter, tag_contrast=str(data_dir), out=str(tmp_path / "tc"))
@@ -638,3 +650,13 @@ def test_probe_tags_reports_both_ends_of_every_tag(tmp_path, tiny_model_dir, dat
         assert np.allclose(parts, whole[f"a b c d | {n}"], atol=0.05)
     with pytest.raises(SystemExit):
         probe.main(["--checkpoint", str(tmp_path), "--recipe", str(recipe), "--texts", "a"])
+
+
+def test_report_splits_spearman_by_prompt_slice():
+    """The report's slice check: the first 100 prompts steer, the rest are reversed here."""
+    report = _load_script("report")
+    w = [[x / 4, 1 - x / 4] for x in range(5)]
+    up = np.array([[x, -x] for x in range(5)], float)
+    per = np.concatenate([np.repeat(up[:, None], 100, 1), np.repeat(-up[:, None], 50, 1)], 1)
+    front = {"points": [{"weights": x} for x in w], "per_prompt": {"achieved": per.tolist()}}
+    assert report.slice_spearman(front) == ("1.00, 1.00 (100 prompts) | -1.00, -1.00 (50 prompts)")

@@ -46,6 +46,74 @@ def _contrast(c: dict | None) -> str:
     return f"{c['mean_nll_increase']:+.2f} +- {c['sem']:.2f} ({c['n_pairs']} pairs)"
 
 
+FIRST = 100  # held-out prompts the sweeps of stages 1-4 used
+
+
+def slice_spearman(front: dict) -> str:
+    """Spearman of weight vs achieved mean over the first FIRST prompts | over the rest."""
+    from ric.pareto import spearman_controllability
+
+    w = np.array([p["weights"] for p in front["points"]])
+    per = np.array(front["per_prompt"]["achieved"])  # points x prompts x rewards
+    cells = []
+    for part in (per[:, :FIRST], per[:, FIRST:]):
+        rho = spearman_controllability(w, part.mean(axis=1))
+        cells.append(", ".join(_fmt(x) for x in rho) + f" ({part.shape[1]} prompts)")
+    return " | ".join(cells)
+
+
+def opener_table(data_dir: Path, data: dict, rewards: list[str]) -> list[str]:
+    """Mean normalized rewards of the data's rows by tone opener and length primer: what each
+    early choice of the response costs or buys (e.g. how many words a tone opener costs)."""
+    from ric.artifacts import read_jsonl
+    from ric.normalization import RewardStats
+
+    cfg = data["config"]
+    tones = sorted({o for o in cfg.get("openers") or [] if o}, key=len, reverse=True)
+    kinds = {p[0]: "short" if len(p) > 2 and p[2] else "detailed" for p in cfg.get("lengths") or []}
+    kinds.pop("", None)
+    rows = read_jsonl(data_dir / "dataset.jsonl")
+    if not tones or not kinds or not rows or "opener" not in rows[0]:
+        return []
+    stats = RewardStats.load(data_dir)
+    z = stats.normalize(np.array([r["raw"] for r in rows]))
+    cols = [stats.names.index(n) for n in rewards]
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        tone = next((t for t in tones if r["opener"].startswith(t)), "(none)")
+        kind = next((k for p, k in kinds.items() if r["opener"].endswith(p)), "none")
+        groups.setdefault((tone, kind), []).append(i)
+    head = " | ".join(f"{n}: {k} primer" for n in rewards for k in ("no", "short", "detailed"))
+    out = [
+        f"Mean normalized reward of the rows of {data_dir} by tone opener and length primer "
+        "(rows in brackets):",
+        "",
+        f"| opener | {head} |",
+        "|---|" + "---|" * (3 * len(rewards)),
+    ]
+    for tone in ["(none)", *sorted(tones)]:
+        cells = []
+        for c in cols:
+            for kind in ("none", "short", "detailed"):
+                idx = groups.get((tone, kind), [])
+                cells.append(f"{z[idx, c].mean():+.2f} ({len(idx)})" if idx else "n/a")
+        out.append(f"| {tone or '(none)'} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def _mapping(front: dict) -> str:
+    """The preference mapping a front was evaluated with (recorded, or from its settings)."""
+    if front["points"][0]["weights"] is None:
+        return "none (base)"
+    used, st = front.get("mapping") or {}, front.get("settings", {})
+    method = used.get("method") or st.get("method")
+    if method is None:  # an older front on the artifact's default: read it from the artifact
+        meta = Path(st.get("adapter") or "") / "ric.json"
+        method = read_json(meta).get("mapping", "ric") if meta.is_file() else "the artifact's"
+    rq = used.get("range_quantiles") or st.get("range_quantiles")
+    return f"{method}, range quantiles {list(rq)}" if rq else f"{method}, full data range"
+
+
 def _cmd(log: dict, fallback: str) -> str:
     return f"`{log.get('command', fallback)}`"
 
@@ -62,6 +130,9 @@ def main(argv=None):
         "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
     )
     p.add_argument("--fronts", default="base=runs/eval_base,offline=runs/eval_sft")
+    p.add_argument(
+        "--plot", default="", help="comma-separated --fronts keys to plot (default: all)"
+    )
     p.add_argument("--out", default="docs/TRAINING.md")
     p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
     p.add_argument(
@@ -179,6 +250,7 @@ def main(argv=None):
             else "No SFT stage has finished on this data yet."
         ),
         "",
+        *(opener_table(data_dirs[-1], data, recipes[-1]["rewards"]) if recipes else []),
         "## SFT stages",
         "",
         "| stage | data | rewards | init | LoRA | layers | lr | schedule | batch | steps | "
@@ -226,22 +298,40 @@ def main(argv=None):
             f"{first['reference_point']} (each reward's 0.02 training quantile), the same for "
             "all rows.",
             "",
-            "| model | prompts | points | hypervolume | sparsity | Spearman (weight vs achieved) | "
-            "monotonicity |",
-            "|---|---|---|---|---|---|---|",
+            "| model | mapping | prompts | points | hypervolume | sparsity | "
+            "Spearman (weight vs achieved) | monotonicity |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for key, f in fronts.items():
             c = f.get("controllability", {})
+            mapping = _mapping(f)
             sp = ", ".join(_fmt(x) for x in c.get("spearman", [])) or "n/a"
             mono = ", ".join(_fmt(x) for x in c.get("monotonicity", [])) or "n/a"
             lines.append(
-                f"| {f['label']} ({key}) | {f['per_prompt']['n_prompts']} | {len(f['points'])} | "
+                f"| {f['label']} ({key}) | {mapping} | {f['per_prompt']['n_prompts']} | "
+                f"{len(f['points'])} | "
                 f"{f['hypervolume']:.4f} | "
                 f"{f['sparsity']:.4f} | {sp} | {mono} |"
             )
+        split = [
+            (k, f)
+            for k, f in fronts.items()
+            if f["per_prompt"]["n_prompts"] > FIRST and f["points"][0]["weights"] is not None
+        ]
+        if split:
+            lines += [
+                "",
+                f"Spearman on prompt slices (the same samples; prompts 1-{FIRST} are the slice "
+                "every earlier sweep used, the rest were never looked at before this sweep):",
+                "",
+                "| model | Spearman, prompts 1-100 | Spearman, the rest |",
+                "|---|---|---|",
+            ]
+            for key, f in split:
+                lines.append(f"| {f['label']} ({key}) | {slice_spearman(f)} |")
         lines += ["", "![fronts](training_front.png)", ""]
         for key, f in fronts.items():
-            if key == "base":
+            if f["points"][0]["weights"] is None:  # a base model's single point
                 continue
             lines += [
                 f"### {f['label']} ({key}): points",
@@ -256,7 +346,8 @@ def main(argv=None):
             lines.append("")
         from ric.plotting import save_front_figures
 
-        save_front_figures(list(fronts.values()), out.parent / "training_front")
+        keys = [k for k in args.plot.split(",") if k in fronts] or list(fronts)
+        save_front_figures([fronts[k] for k in keys], out.parent / "training_front")
     if args.image and (Path(args.image) / "front.json").exists():
         lines += image_section(Path(args.image), out.parent)
     atomic_write_text(out, "\n".join(lines) + "\n")
