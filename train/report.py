@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ric.artifacts import atomic_write_text, read_json
+from ric.plotting import is_base_front, save_front_figures
 
 
 def machine() -> str:
@@ -103,7 +104,7 @@ def opener_table(data_dir: Path, data: dict, rewards: list[str]) -> list[str]:
 
 def _mapping(front: dict) -> str:
     """The preference mapping a front was evaluated with (recorded, or from its settings)."""
-    if front["points"][0]["weights"] is None:
+    if is_base_front(front):
         return "none (base)"
     used, st = front.get("mapping") or {}, front.get("settings", {})
     method = used.get("method") or st.get("method")
@@ -316,7 +317,7 @@ def main(argv=None):
         split = [
             (k, f)
             for k, f in fronts.items()
-            if f["per_prompt"]["n_prompts"] > FIRST and f["points"][0]["weights"] is not None
+            if f["per_prompt"]["n_prompts"] > FIRST and not is_base_front(f)
         ]
         if split:
             lines += [
@@ -331,7 +332,7 @@ def main(argv=None):
                 lines.append(f"| {f['label']} ({key}) | {slice_spearman(f)} |")
         lines += ["", "![fronts](training_front.png)", ""]
         for key, f in fronts.items():
-            if f["points"][0]["weights"] is None:  # a base model's single point
+            if is_base_front(f):
                 continue
             lines += [
                 f"### {f['label']} ({key}): points",
@@ -344,8 +345,6 @@ def main(argv=None):
                 d = [round(x, 2) for x in pt["desired"]]
                 lines.append(f"| {w} | {d} | {pt['achieved']} |")
             lines.append("")
-        from ric.plotting import save_front_figures
-
         keys = [k for k in args.plot.split(",") if k in fronts] or list(fronts)
         save_front_figures([fronts[k] for k in keys], out.parent / "training_front")
     if args.image and (Path(args.image) / "front.json").exists():
