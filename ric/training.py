@@ -741,16 +741,15 @@ def lineage_cpu_seconds(adapter: str | Path) -> dict:
     """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
     (None where a log is missing): each data set once, each SFT stage, each MORS sampling."""
     parts: dict[str, float | None] = {}
-    cpu = logged_cpu_seconds
     for stage in adapter_lineage(adapter):
         data = stage["data_dir"]
         if data and f"data {data}" not in parts:
-            parts[f"data {data}"] = cpu(Path(data) / "data.json")
+            parts[f"data {data}"] = logged_cpu_seconds(Path(data) / "data.json")
         out = Path(stage["out_dir"])
         mors = out.parent / "mors.json"
         if mors.exists():
-            parts[f"MORS {out.parent}"] = cpu(mors)
-        parts[f"SFT {out}"] = cpu(out / "train_log.json")
+            parts[f"MORS {out.parent}"] = logged_cpu_seconds(mors)
+        parts[f"SFT {out}"] = logged_cpu_seconds(out / "train_log.json")
     return parts
 
 
