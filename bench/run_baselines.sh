@@ -4,8 +4,8 @@
 #
 #     bash bench/run_baselines.sh
 #
-# MEASURED on 2 cores: the baselines need ~4 CPU-hours, ~3.1 of them the five
-# MORLHF runs (50 GRPO steps x 44.5 CPU-s each, train/recipes/bench_morlhf.yaml). CPU-seconds
+# MEASURED on 2 cores: training the baselines took 3.9 CPU-hours, 2.97 of them the five MORLHF runs
+# (50 GRPO steps each, ~18-22 min wall per run, train/recipes/bench_morlhf.yaml). CPU-seconds
 # are the cost figure compared, so run with the same OMP_NUM_THREADS as RiC's own runs.
 #
 # RiC's own runs come first when their fronts are missing: the exact build of the embedded

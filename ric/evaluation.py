@@ -210,6 +210,62 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
     return front
 
 
+@dataclasses.dataclass
+class CalibrateConfig(EvalConfig):
+    prompts: str = field("assets/prompts/train.txt", "calibration prompts (not the held-out ones)")
+    candidates: list = field(
+        [[0.05, 0.95], [0.25, 0.95], [0.5, 0.95]],
+        "mapping ranges to try, each [lo, hi] or one [lo, hi] per reward",
+    )
+    out: str = field("runs/calibrate", "one sweep folder per candidate, and calibration.json")
+
+
+def pick_range(fronts: list[dict]) -> int:
+    """The candidate whose sweep steers every objective best: highest worst-objective Spearman,
+    then highest hypervolume. Spearman alone decides because a range that leaves one objective
+    flat is useless to a slider, however far the front reaches."""
+    keys = [(round(min(f["controllability"]["spearman"]), 6), f["hypervolume"]) for f in fronts]
+    return max(range(len(fronts)), key=keys.__getitem__)
+
+
+def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -> dict:
+    """Sweep each candidate mapping range on calibration prompts and pick one (pick_range).
+
+    Choosing the range on held-out prompts would tune it to the test; the default prompts are
+    training prompts, so the held-out sweep afterwards stays an honest measurement."""
+    if cfg.base or not cfg.candidates:
+        raise ValueError("calibration needs a conditioned adapter and at least one candidate")
+    steer = steer or load_for_eval(cfg)
+    base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)}
+    fronts = []
+    for k, cand in enumerate(cfg.candidates):
+        sub = EvalConfig(**{**base, "range_quantiles": cand, "out": f"{cfg.out}/range{k}"})
+        fronts.append(evaluate_front(sub, steer))
+    best = pick_range(fronts)
+    result = {
+        "chosen": fronts[best]["mapping"],
+        "rule": "highest worst-objective Spearman, then highest hypervolume",
+        "prompts": cfg.prompts,
+        "skip_prompts": cfg.skip_prompts,
+        "max_prompts": cfg.max_prompts,
+        "candidates": [
+            {
+                "range_quantiles": f["mapping"]["range_quantiles"],
+                "method": f["mapping"]["method"],
+                "hypervolume": f["hypervolume"],
+                "spearman": f["controllability"]["spearman"],
+                "front": f"{cfg.out}/range{k}/{FRONT_FILE}",
+            }
+            for k, f in enumerate(fronts)
+        ],
+        "command": command_line(),
+        "wall_seconds": round(sum(f["wall_seconds"] for f in fronts), 1),
+        "cpu_seconds": round(sum(f["cpu_seconds"] for f in fronts), 1),
+    }
+    write_json(Path(cfg.out) / "calibration.json", result)
+    return result
+
+
 def evaluate_tag_contrast(cfg: EvalConfig, n_pairs: int = 48) -> dict:
     """The tag-contrast diagnostic of cfg.adapter on the rows of cfg.tag_contrast (a prepared
     dataset folder), in float32; written to cfg.out/tag_contrast.json."""

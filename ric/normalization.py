@@ -44,6 +44,38 @@ def as_reward_matrix(raw, n_rewards: int | None = None, what: str = "rewards") -
     return arr
 
 
+def parse_range_quantiles(range_quantiles, n_rewards: int) -> np.ndarray:
+    """[lo, hi] or one [lo, hi] per reward -> (n_rewards, 2) array, checked."""
+    try:
+        arr = np.asarray(range_quantiles, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"range_quantiles must be [lo, hi] or one [lo, hi] per reward, got {range_quantiles!r}"
+        ) from e
+    if arr.shape == (2,):
+        arr = np.tile(arr, (n_rewards, 1))
+    if arr.shape != (n_rewards, 2):
+        raise ValueError(
+            f"range_quantiles must be [lo, hi] or {n_rewards} [lo, hi] pairs (one per reward), "
+            f"got {range_quantiles!r}"
+        )
+    if (
+        not np.all(np.isfinite(arr))
+        or np.any(arr[:, 0] < 0)
+        or np.any(arr[:, 1] > 1)
+        or np.any(arr[:, 0] >= arr[:, 1])
+    ):
+        raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {arr.tolist()}")
+    return arr
+
+
+def compact_range(pairs: np.ndarray) -> list:
+    """(n_rewards, 2) -> [lo, hi] when every reward shares it, else the per-reward pairs."""
+    if np.all(pairs == pairs[0]):
+        return [float(pairs[0, 0]), float(pairs[0, 1])]
+    return pairs.tolist()
+
+
 @dataclass
 class RewardStats:
     """Per-reward normalization statistics and the preference-mapping range.
@@ -54,7 +86,8 @@ class RewardStats:
     low, high: the range of normalized reward i used by the preference mapping.
     range_source: where low/high came from: "gaussian" (min/max of 50,000 standard-normal
         draws, about -4 and +4, as the released LLM code did) or "data" (quantiles
-        `range_quantiles` of the normalized training rewards, as the released diffusion code).
+        `range_quantiles` of the normalized training rewards, as the released diffusion code;
+        [lo, hi] for every reward or one [lo, hi] pair per reward).
     """
 
     names: list[str]
@@ -63,7 +96,7 @@ class RewardStats:
     low: list[float]
     high: list[float]
     range_source: str = "data"
-    range_quantiles: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    range_quantiles: list = field(default_factory=lambda: [0.0, 1.0])
     quantile_levels: list[float] = field(default_factory=lambda: list(QUANTILE_LEVELS))
     quantiles: list[list[float]] = field(default_factory=list)
     n_samples: int = 0
@@ -88,7 +121,7 @@ class RewardStats:
         raw,
         names: Sequence[str],
         range_source: str = "data",
-        range_quantiles: Sequence[float] = (0.0, 1.0),
+        range_quantiles: Sequence = (0.0, 1.0),
         seed: int = 0,
     ) -> RewardStats:
         """Statistics of raw rewards, shape (n_samples, n_rewards)."""
@@ -102,14 +135,13 @@ class RewardStats:
         z = (arr - mean) / std
         levels = np.asarray(QUANTILE_LEVELS)
         quantiles = np.quantile(z, levels, axis=0).T
+        pairs = parse_range_quantiles(range_quantiles, len(names))
         if range_source == "gaussian":
             draws = np.random.default_rng(seed).standard_normal(50_000)
             low, high = np.full(len(names), draws.min()), np.full(len(names), draws.max())
         elif range_source == "data":
-            qlo, qhi = range_quantiles
-            if not 0.0 <= qlo < qhi <= 1.0:
-                raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {qlo, qhi}")
-            low, high = np.quantile(z, qlo, axis=0), np.quantile(z, qhi, axis=0)
+            low = np.array([np.quantile(z[:, i], q) for i, q in enumerate(pairs[:, 0])])
+            high = np.array([np.quantile(z[:, i], q) for i, q in enumerate(pairs[:, 1])])
         else:
             raise ValueError(f"range_source must be one of {RANGE_SOURCES}, got {range_source!r}")
         return cls(
@@ -119,7 +151,7 @@ class RewardStats:
             low=low.tolist(),
             high=high.tolist(),
             range_source=range_source,
-            range_quantiles=list(map(float, range_quantiles)),
+            range_quantiles=compact_range(pairs),
             quantile_levels=levels.tolist(),
             quantiles=quantiles.tolist(),
             n_samples=int(arr.shape[0]),
@@ -152,19 +184,21 @@ class RewardStats:
         grid = np.asarray(self.quantile_levels)
         return np.array([np.interp(lv[i], grid, q) for i, q in enumerate(self.quantiles)])
 
-    def with_range(self, range_quantiles: Sequence[float]) -> RewardStats:
+    def with_range(self, range_quantiles: Sequence) -> RewardStats:
         """The same statistics with the mapping range moved to other quantiles of the training
         rewards (read from the stored quantiles): an inference-time choice, no retraining.
-        A narrower range keeps the desired rewards where the training data is dense."""
-        qlo, qhi = map(float, range_quantiles)
-        if not 0.0 <= qlo < qhi <= 1.0:
-            raise ValueError(f"range_quantiles must satisfy 0 <= lo < hi <= 1, got {qlo, qhi}")
+        A narrower range keeps the desired rewards where the training data is dense.
+
+        range_quantiles: [lo, hi] for every reward, or one [lo, hi] pair per reward (a model
+        may respond to one reward over a wider range than to another)."""
+        pairs = parse_range_quantiles(range_quantiles, self.n_rewards)
+        lo, hi = pairs[:, 0], pairs[:, 1]
         d = self.to_dict()
         d.update(
-            low=self.quantile(qlo).tolist(),
-            high=self.quantile(qhi).tolist(),
+            low=self.quantile(lo).tolist(),
+            high=self.quantile(hi).tolist(),
             range_source="data",
-            range_quantiles=[qlo, qhi],
+            range_quantiles=compact_range(pairs),
         )
         return RewardStats.from_dict(d)
 

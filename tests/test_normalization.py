@@ -87,3 +87,24 @@ def test_with_range_moves_only_the_mapping_range():
     assert -2.0 < narrow.low[0] < -1.3 and 1.3 < narrow.high[0] < 2.0
     with pytest.raises(ValueError, match="range_quantiles"):
         stats.with_range([0.9, 0.1])
+
+
+def test_range_per_reward():
+    """One [lo, hi] pair per reward moves each reward's range alone; fit and with_range agree."""
+    raw = np.random.default_rng(2).normal(size=(5000, 2))
+    stats = RewardStats.fit(raw, ["a", "b"])
+    pairs = [[0.2, 0.95], [0.5, 0.95]]
+    moved = stats.with_range(pairs)
+    assert np.allclose(moved.low, stats.quantile([0.2, 0.5]), atol=1e-9)
+    assert np.allclose(moved.high, stats.quantile(0.95), atol=1e-9)
+    assert moved.range_quantiles == pairs
+    assert RewardStats.from_dict(moved.to_dict()).range_quantiles == pairs
+    fitted = RewardStats.fit(raw, ["a", "b"], range_quantiles=pairs)
+    z = (raw - raw.mean(0)) / raw.std(0)
+    assert np.allclose(fitted.low, [np.quantile(z[:, 0], 0.2), np.quantile(z[:, 1], 0.5)])
+    assert fitted.range_quantiles == pairs
+    # Equal pairs collapse back to the shared [lo, hi].
+    assert stats.with_range([[0.1, 0.9], [0.1, 0.9]]).range_quantiles == [0.1, 0.9]
+    for bad in ([[0.1, 0.9]], [[0.1, 0.9], [0.6, 0.5]], [0.1, 0.5, 0.9], "wide"):
+        with pytest.raises(ValueError, match="range_quantiles"):
+            stats.with_range(bad)

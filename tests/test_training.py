@@ -12,7 +12,14 @@ from safetensors.torch import load_file
 import ric.training as training
 from ric.artifacts import RicMeta, read_jsonl
 from ric.config import load_config
-from ric.evaluation import EvalConfig, evaluate_front, evaluate_tag_contrast
+from ric.evaluation import (
+    CalibrateConfig,
+    EvalConfig,
+    calibrate_range,
+    evaluate_front,
+    evaluate_tag_contrast,
+    pick_range,
+)
 from ric.normalization import RewardStats
 from ric.rewards import REWARDS as REWARDS_REGISTRY
 from ric.training import (
@@ -376,6 +383,20 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     with pytest.raises(ValueError, match="no prompts left"):
         evaluate_front(EvalConfig(**{**sliced.__dict__, "skip_prompts": 10**6}))
 
+    # Calibration: one sweep per candidate range (per-reward pairs allowed), one pick, on disk.
+    cands = [[0.1, 0.9], [[0.2, 0.9], [0.5, 0.95]]]
+    cal = calibrate_range(
+        CalibrateConfig(**{**cfg.__dict__, "candidates": cands, "out": str(tmp_path / "cal")})
+    )
+    fronts = [
+        json.loads((tmp_path / "cal" / f"range{k}" / "front.json").read_text()) for k in (0, 1)
+    ]
+    assert [c["range_quantiles"] for c in cal["candidates"]] == cands
+    assert cal["chosen"] == fronts[pick_range(fronts)]["mapping"]
+    stats = RewardStats.from_dict(RicMeta.load(new_adapter).stats)
+    assert np.allclose(fronts[1]["mapping"]["low"], stats.quantile([0.2, 0.5]))
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text()) == cal
+
     tc = evaluate_tag_contrast(
         EvalConfig(adapter=new_adapter, tag_contrast=str(data_dir), out=str(tmp_path / "tc"))
     )
@@ -430,6 +451,15 @@ def test_three_objective_recipe_runs_end_to_end(tmp_path, tiny_model_dir, prompt
     assert front["reward_names"] == list(recipe.rewards)
     assert len(front["points"]) == 13 and len(front["reference_point"]) == 3
     assert all(len(p["achieved"]) == 3 for p in front["points"])
+
+
+def test_pick_range_prefers_the_worst_objective_then_hypervolume():
+    def front(sp, hv):
+        return {"controllability": {"spearman": sp}, "hypervolume": hv}
+
+    fronts = [front([1.0, 0.5], 9.0), front([0.9, 0.8], 5.0), front([0.8, 0.9], 6.0)]
+    assert pick_range(fronts) == 2  # 0.8 worst in both: the larger front wins
+    assert pick_range(fronts[:2]) == 1  # a flat objective loses whatever the hypervolume
 
 
 def test_frontier_targets_and_filter():
@@ -547,7 +577,8 @@ def test_ship_text_sets_inference_defaults_checked_against_the_front(tmp_path, t
     front = tmp_path / "ev" / "front.json"
     settings = {"method": "l2", "range_quantiles": [0.05, 0.95]}
     front.parent.mkdir()
-    front.write_text(json.dumps({"hypervolume": 1.0, "settings": settings}))
+    names = RicMeta.load(tiny_adapter_dir).reward_names
+    front.write_text(json.dumps({"hypervolume": 1.0, "settings": settings, "reward_names": names}))
     base = tmp_path / "base.json"
     base.write_text(json.dumps({"hypervolume": 0.5, "settings": {}}))
     dest = tmp_path / "assets"
@@ -576,6 +607,22 @@ def test_ship_text_sets_inference_defaults_checked_against_the_front(tmp_path, t
     assert json.loads((dest / "base_meta.json").read_text())["mapping"] == "l2"
     assert json.loads((dest / "front.json").read_text())["hypervolume"] == 1.0
     assert sorted(p.name for p in (dest / "adapter").iterdir()) == sorted(ship.KEEP)
+    # One LO HI pair per reward, checked against the front the same way.
+    pairs = [[0.2, 0.95], [0.5, 0.95]]
+    front.write_text(
+        json.dumps(
+            {
+                "hypervolume": 1.0,
+                "settings": {**settings, "range_quantiles": pairs},
+                "reward_names": names,
+            }
+        )
+    )
+    with pytest.raises(SystemExit):
+        ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.2", "0.95", "0.5"])
+    ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.2", "0.95", "0.5", "0.95"])
+    stats = RewardStats.from_dict(RicMeta.load(dest / "adapter").stats)
+    assert stats.range_quantiles == pairs and np.allclose(stats.low, before.quantile([0.2, 0.5]))
 
 
 def test_ship_image_copies_model_front_and_grid(tmp_path, tiny_adapter_dir):
@@ -660,3 +707,34 @@ def test_report_splits_spearman_by_prompt_slice():
     per = np.concatenate([np.repeat(up[:, None], 100, 1), np.repeat(-up[:, None], 50, 1)], 1)
     front = {"points": [{"weights": x} for x in w], "per_prompt": {"achieved": per.tolist()}}
     assert report.slice_spearman(front) == ("1.00, 1.00 (100 prompts) | -1.00, -1.00 (50 prompts)")
+
+
+def test_report_calibration_section_marks_the_choice():
+    report = _load_script("report")
+    cands = [
+        {
+            "range_quantiles": [0.5, 0.95],
+            "method": "l2",
+            "hypervolume": 6.0,
+            "spearman": [0.8, 0.9],
+        },
+        {
+            "range_quantiles": [[0.2, 0.95], [0.5, 0.95]],
+            "method": "l2",
+            "hypervolume": 5.0,
+            "spearman": [0.95, 0.9],
+        },
+    ]
+    cal = {
+        "candidates": cands,
+        "chosen": {"range_quantiles": cands[1]["range_quantiles"]},
+        "rule": "r",
+        "prompts": "train.txt",
+        "max_prompts": 100,
+        "skip_prompts": 0,
+    }
+    rows = [r for r in report.calibration_section(cal) if r.startswith("| [")]
+    assert len(rows) == 2 and rows[1].endswith("**yes** |") and not rows[0].endswith("**yes** |")
+    assert "0.95, 0.90" in rows[1] and "first 100 prompts of train.txt" in "\n".join(
+        report.calibration_section(cal)
+    )

@@ -115,6 +115,29 @@ def _mapping(front: dict) -> str:
     return f"{method}, range quantiles {list(rq)}" if rq else f"{method}, full data range"
 
 
+def calibration_section(cal: dict) -> list[str]:
+    """The candidate mapping ranges swept on calibration prompts, and the one chosen."""
+    n = f"the first {cal['max_prompts']}" if cal.get("max_prompts") else "all"
+    skip = f" after skipping {cal['skip_prompts']}" if cal.get("skip_prompts") else ""
+    lines = [
+        "## Mapping range, chosen on training prompts",
+        "",
+        f"Each candidate range (quantiles of the training rewards: one [lo, hi] for every "
+        f"reward, or one pair per reward) swept with the 11 weights on {n} prompts of "
+        f"{cal['prompts']}{skip}; rule: {cal['rule']}. The held-out prompts were not used.",
+        "",
+        "| range quantiles | mapping | hypervolume | Spearman (weight vs achieved) | chosen |",
+        "|---|---|---|---|---|",
+    ]
+    for c in cal["candidates"]:
+        chosen = "**yes**" if c["range_quantiles"] == cal["chosen"]["range_quantiles"] else ""
+        lines.append(
+            f"| {c['range_quantiles']} | {c['method']} | {c['hypervolume']:.4f} | "
+            f"{', '.join(_fmt(x) for x in c['spearman'])} | {chosen} |"
+        )
+    return [*lines, ""]
+
+
 def _cmd(log: dict, fallback: str) -> str:
     return f"`{log.get('command', fallback)}`"
 
@@ -134,6 +157,7 @@ def main(argv=None):
     p.add_argument(
         "--plot", default="", help="comma-separated --fronts keys to plot (default: all)"
     )
+    p.add_argument("--calibration", default="", help="a train/calibrate.py output folder to report")
     p.add_argument("--out", default="docs/TRAINING.md")
     p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
     p.add_argument(
@@ -191,6 +215,13 @@ def main(argv=None):
             f"| MORS {m.parent.name} | `python train/online.py --config "
             f"train/recipes/cpu_online.yaml` | {_mins(d.get('wall_seconds', 0) + log['wall_seconds'])}"
             f" | {_mins(d.get('cpu_seconds', 0) + log['cpu_seconds'])} |"
+        )
+    cal_file = Path(args.calibration) / "calibration.json" if args.calibration else None
+    cal = read_json(cal_file) if cal_file and cal_file.exists() else None
+    if cal:
+        lines.append(
+            f"| calibrate the mapping range | {_cmd(cal, 'python train/calibrate.py')} | "
+            f"{_mins(cal['wall_seconds'])} | {_mins(cal['cpu_seconds'])} |"
         )
     for k, f in fronts.items():
         lines.append(
@@ -289,6 +320,8 @@ def main(argv=None):
             f"{d['mixed'] - d['kept_total']} filtered offline rows for {steps} SFT steps.",
             "",
         ]
+    if cal:
+        lines += calibration_section(cal)
     if fronts:
         first = next(iter(fronts.values()))
         lines += [

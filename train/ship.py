@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ric.artifacts import RicMeta, read_json, write_json
 from ric.mapping import METHODS
-from ric.normalization import RewardStats
+from ric.normalization import RewardStats, parse_range_quantiles
 
 KEEP = ("adapter_config.json", "adapter_model.safetensors", "ric.json", "reward_stats.json")
 
@@ -70,7 +70,12 @@ def _check_front(front: dict, mapping: str | None, range_quantiles: list | None)
             f"the front was evaluated with the artifact's mapping, not --mapping {mapping}"
         )
     got = st.get("range_quantiles")
-    if range_quantiles and [float(x) for x in (got or [])] != [float(x) for x in range_quantiles]:
+    n = len(front["reward_names"])
+    if range_quantiles and (
+        got is None
+        or parse_range_quantiles(got, n).tolist()
+        != parse_range_quantiles(range_quantiles, n).tolist()
+    ):
         raise SystemExit(
             f"the front was evaluated with range_quantiles {got}, not {range_quantiles}"
         )
@@ -85,11 +90,22 @@ def main(argv=None):
     p.add_argument("--base-front", required=True)
     p.add_argument("--offline-front")
     p.add_argument("--mapping", help="set the shipped default mapping (ric, l2, linear, quantile)")
-    p.add_argument("--range-quantiles", nargs=2, type=float, metavar=("LO", "HI"))
+    p.add_argument(
+        "--range-quantiles",
+        nargs="+",
+        type=float,
+        metavar="Q",
+        help="LO HI for every reward, or LO1 HI1 LO2 HI2 ... one pair per reward",
+    )
     p.add_argument("--dest", help="default: assets/text or assets/image")
     args = p.parse_args(argv)
     if args.mapping and args.mapping not in METHODS:
         p.error(f"--mapping must be one of {METHODS}, got {args.mapping!r}")
+    rq = args.range_quantiles
+    if rq and len(rq) > 2:
+        if len(rq) % 2:
+            p.error(f"--range-quantiles takes LO HI pairs, got {len(rq)} numbers")
+        rq = args.range_quantiles = [rq[i : i + 2] for i in range(0, len(rq), 2)]
     front = read_json(args.front)
     _check_front(front, args.mapping, args.range_quantiles)
     if args.adapter:
