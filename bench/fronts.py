@@ -42,7 +42,7 @@ METHODS = {  # name -> label, in table order
 }
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default.
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft4_mid", "ric_online": "eval_online2_mid"}
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft4_cal", "ric_online": "eval_online2_cal"}
 # Settings a reused front must share with the benchmark's own evaluations.
 SAME_SETTINGS = (
     "prompts",

@@ -138,6 +138,19 @@ def calibration_section(cal: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _prompts(front: dict) -> str:
+    """How many prompts a front used, and which when not the first N of eval.txt."""
+    st, n = front.get("settings", {}), front["per_prompt"]["n_prompts"]
+    skip = st.get("skip_prompts") or 0
+    where = (
+        [Path(st["prompts"]).name]
+        if Path(st.get("prompts") or "eval.txt").name != "eval.txt"
+        else []
+    )
+    where += [f"prompts {skip + 1}-{skip + n}"] if skip else []
+    return f"{n} ({', '.join(where)})" if where else str(n)
+
+
 def _cmd(log: dict, fallback: str) -> str:
     return f"`{log.get('command', fallback)}`"
 
@@ -327,8 +340,9 @@ def main(argv=None):
         lines += [
             "## Fronts on held-out prompts",
             "",
-            "Mean normalized rewards over the first N held-out prompts "
-            "(assets/prompts/eval.txt) per preference; hypervolume with reference point "
+            "Mean normalized rewards per preference over the first N held-out prompts "
+            "(assets/prompts/eval.txt) unless the prompts column names other ones; "
+            "hypervolume with reference point "
             f"{first['reference_point']} (each reward's 0.02 training quantile), the same for "
             "all rows.",
             "",
@@ -342,7 +356,7 @@ def main(argv=None):
             sp = ", ".join(_fmt(x) for x in c.get("spearman", [])) or "n/a"
             mono = ", ".join(_fmt(x) for x in c.get("monotonicity", [])) or "n/a"
             lines.append(
-                f"| {f['label']} ({key}) | {mapping} | {f['per_prompt']['n_prompts']} | "
+                f"| {f['label']} ({key}) | {mapping} | {_prompts(f)} | "
                 f"{len(f['points'])} | "
                 f"{f['hypervolume']:.4f} | "
                 f"{f['sparsity']:.4f} | {sp} | {mono} |"
@@ -350,7 +364,9 @@ def main(argv=None):
         split = [
             (k, f)
             for k, f in fronts.items()
-            if f["per_prompt"]["n_prompts"] > FIRST and not is_base_front(f)
+            if f["per_prompt"]["n_prompts"] > FIRST
+            and not is_base_front(f)
+            and not f["settings"].get("skip_prompts")  # the slices count from prompt 1
         ]
         if split:
             lines += [
