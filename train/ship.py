@@ -69,12 +69,11 @@ def _check_front(front: dict, mapping: str | None, range_quantiles: list | None)
         raise SystemExit(
             f"the front was evaluated with the artifact's mapping, not --mapping {mapping}"
         )
-    got = st.get("range_quantiles")
-    n = len(front["reward_names"])
-    if range_quantiles and (
-        got is None
-        or parse_range_quantiles(got, n).tolist()
-        != parse_range_quantiles(range_quantiles, n).tolist()
+    if not range_quantiles:
+        return
+    got, n = st.get("range_quantiles"), len(front["reward_names"])
+    if got is None or (
+        parse_range_quantiles(got, n).tolist() != parse_range_quantiles(range_quantiles, n).tolist()
     ):
         raise SystemExit(
             f"the front was evaluated with range_quantiles {got}, not {range_quantiles}"
