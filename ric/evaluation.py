@@ -18,6 +18,7 @@ from ric.artifacts import append_jsonl, read_json, read_jsonl, write_json
 from ric.config import field
 from ric.generation import GenerationSettings
 from ric.mapping import simplex_grid
+from ric.normalization import parse_range_quantiles
 from ric.pareto import controllability_report, hypervolume, pareto_mask, sparsity
 from ric.steering import SteerableModel
 from ric.training import command_line, cpu_seconds, read_prompts
@@ -222,7 +223,7 @@ class CalibrateConfig(EvalConfig):
 
 def pick_range(fronts: list[dict]) -> int:
     """The candidate whose sweep steers every objective best: highest worst-objective Spearman,
-    then highest hypervolume. Spearman alone decides because a range that leaves one objective
+    then highest hypervolume. Spearman comes first because a range that leaves one objective
     flat is useless to a slider, however far the front reaches."""
     keys = [(round(min(f["controllability"]["spearman"]), 6), f["hypervolume"]) for f in fronts]
     return max(range(len(fronts)), key=keys.__getitem__)
@@ -236,6 +237,8 @@ def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -
     if cfg.base or not cfg.candidates:
         raise ValueError("calibration needs a conditioned adapter and at least one candidate")
     steer = steer or load_for_eval(cfg)
+    for cand in cfg.candidates:  # every candidate checked before the first sweep starts
+        parse_range_quantiles(cand, len(steer.reward_names))
     base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)}
     fronts = []
     for k, cand in enumerate(cfg.candidates):

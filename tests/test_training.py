@@ -396,6 +396,12 @@ def test_mors_and_evaluate(tmp_path, tiny_model_dir, data_dir, prompts_file):
     stats = RewardStats.from_dict(RicMeta.load(new_adapter).stats)
     assert np.allclose(fronts[1]["mapping"]["low"], stats.quantile([0.2, 0.5]))
     assert json.loads((tmp_path / "cal" / "calibration.json").read_text()) == cal
+    bad = CalibrateConfig(
+        **{**cfg.__dict__, "candidates": [[0.1, 0.9], [0.9, 0.1]], "out": str(tmp_path / "bad")}
+    )
+    with pytest.raises(ValueError, match="range_quantiles"):
+        calibrate_range(bad)
+    assert not (tmp_path / "bad").exists()  # refused before any sweep
 
     tc = evaluate_tag_contrast(
         EvalConfig(adapter=new_adapter, tag_contrast=str(data_dir), out=str(tmp_path / "tc"))
