@@ -140,8 +140,7 @@ class RewardStats:
             draws = np.random.default_rng(seed).standard_normal(50_000)
             low, high = np.full(len(names), draws.min()), np.full(len(names), draws.max())
         elif range_source == "data":
-            low = np.array([np.quantile(z[:, i], q) for i, q in enumerate(pairs[:, 0])])
-            high = np.array([np.quantile(z[:, i], q) for i, q in enumerate(pairs[:, 1])])
+            low, high = np.array([np.quantile(z[:, i], q) for i, q in enumerate(pairs)]).T
         else:
             raise ValueError(f"range_source must be one of {RANGE_SOURCES}, got {range_source!r}")
         return cls(

@@ -141,12 +141,8 @@ def calibration_section(cal: dict) -> list[str]:
 def _prompts(front: dict) -> str:
     """How many prompts a front used, and which when not the first N of eval.txt."""
     st, n = front.get("settings", {}), front["per_prompt"]["n_prompts"]
-    skip = st.get("skip_prompts") or 0
-    where = (
-        [Path(st["prompts"]).name]
-        if Path(st.get("prompts") or "eval.txt").name != "eval.txt"
-        else []
-    )
+    skip, name = st.get("skip_prompts") or 0, Path(st.get("prompts") or "eval.txt").name
+    where = [name] if name != "eval.txt" else []
     where += [f"prompts {skip + 1}-{skip + n}"] if skip else []
     return f"{n} ({', '.join(where)})" if where else str(n)
 
