@@ -28,11 +28,12 @@ import functools
 import html
 import inspect
 import json
+import math
 import os
+import re
 import sys
 import threading
 import time
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,14 +41,25 @@ import gradio as gr
 import numpy as np
 
 from ric.artifacts import RicMeta, read_json
-from ric.conditioning import ConditioningFormat, sanitize_user_text
+from ric.conditioning import ConditioningFormat, sanitize_with_notices
 from ric.diffusion import SteerableImageModel, enlarge
-from ric.generation import GenerationSettings, generate
+from ric.generation import GenerationSettings
 from ric.mapping import METHODS, simplex_grid
-from ric.models import DEFAULT_MODEL
+from ric.models import BACKENDS, DEFAULT_MODEL
 from ric.normalization import RewardStats
 from ric.plotting import pareto_figure
 from ric.steering import SteerableModel, check_user_prompt
+from ric.validation import (
+    ENDPOINTS,
+    InputError,
+    Limits,
+    check_arguments,
+    check_seed,
+    check_whole,
+    generate_request,
+    image_request,
+    map_request,
+)
 
 ASSETS = Path(__file__).parent / "assets" / "text"
 DEFAULT_ADAPTER = ASSETS / "adapter"
@@ -62,9 +74,10 @@ FALLBACK_RANGE = (-2.0, 2.0)
 
 MAX_NEW_TOKENS = 512  # per reply; a public demo should not let one request hold the model long
 HISTORY_MESSAGES = 8  # earlier chat messages kept in the model input (4 exchanges)
-# Every event that runs the model shares one queue slot: generation is serialized by
-# SteerableModel.lock anyway, and through the queue a waiting user sees their position.
-MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
+# Events that run the model share one pool of slots, as many as one batch holds: requests that
+# are running together are decoded together by the model's batcher (ric.generation.Batcher),
+# so 16 users cost little more than one; beyond that a waiting user sees their queue position.
+MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=16)
 CONCURRENCY = 8  # cheap events (mapping, plots) at once
 QUEUE_SIZE = 64  # waiting requests beyond this are refused with "queue full"
 
@@ -75,7 +88,6 @@ IMAGE_BASE_FRONT = IMAGE_ASSETS / "base_front.json"
 IMAGE_TRAIN_COMMAND = "python train/train_diffusion.py --config train/recipes/cpu_image.yaml"
 MAX_IMAGES = 8  # per request
 DISPLAY_SIZE = 128  # smaller images (the embedded model makes 32 px) are enlarged to this
-MAX_SEED = 2**32 - 1
 # The image model has its own slot: it is a different model (its own lock), so an image request
 # does not wait behind a long chat reply, and vice versa.
 IMAGE_QUEUE = dict(concurrency_id="image_model", concurrency_limit=1)
@@ -108,7 +120,10 @@ def fallback_meta(model: str | None) -> RicMeta:
 
 
 def load_steerable(
-    model: str | None = None, adapter: str | None = None, dtype: str = "bfloat16"
+    model: str | None = None,
+    adapter: str | None = None,
+    dtype: str = "bfloat16",
+    backend: str = "auto",
 ) -> tuple[SteerableModel, str]:
     """(model, a one-line description): the given adapter, else the shipped default adapter,
     else the untrained base model."""
@@ -117,14 +132,18 @@ def load_steerable(
         adapter = str(DEFAULT_ADAPTER)
     if adapter is not None:
         print(f"ric: loading RiC adapter {adapter} ({dtype}) ...", flush=True)
-        steer = SteerableModel.load(adapter, model=model, dtype=dtype)
+        steer = SteerableModel.load(adapter, model=model, dtype=dtype, backend=backend)
         label = f"RiC adapter `{adapter}` on `{model or steer.meta.base_model}`"
     else:
         meta = RicMeta(**read_json(BASE_META)) if BASE_META.exists() else fallback_meta(model)
         print(f"ric: no RiC adapter: loading the untrained base model ({dtype}) ...", flush=True)
-        steer = SteerableModel.load(model=model, meta=meta, dtype=dtype)
+        steer = SteerableModel.load(model=model, meta=meta, dtype=dtype, backend=backend)
         label = f"untrained base model `{model or meta.base_model}`"
-    print(f"ric: loaded in {time.time() - t0:.1f} s; rewards {steer.reward_names}", flush=True)
+    print(
+        f"ric: loaded in {time.time() - t0:.1f} s ({steer.backend} engine); "
+        f"rewards {steer.reward_names}",
+        flush=True,
+    )
     return steer, label
 
 
@@ -192,12 +211,15 @@ def load_image_model(
 # --- small helpers the callbacks share -------------------------------------------------------
 
 
-def ui_errors(fn):
-    """Turn ValueError (bad input, raised by ric/) into gr.Error: the message reaches the user
-    (escaped: it may quote their input), without a stack trace in the UI or the server log."""
+def to_gr(e: ValueError) -> gr.Error:
+    """The error a caller sees: only gr.Error messages reach them (any other exception arrives
+    as {"error": null}); escaped, since it may quote their input."""
+    return gr.Error(html.escape(str(e), quote=False), print_exception=False)
 
-    def to_gr(e: ValueError) -> gr.Error:
-        return gr.Error(html.escape(str(e), quote=False), print_exception=False)
+
+def ui_errors(fn):
+    """Turn ValueError (bad input, raised by ric/ or ric.validation) into gr.Error: the message
+    reaches the user, without a stack trace in the UI or the server log."""
 
     if inspect.isgeneratorfunction(fn):
 
@@ -220,28 +242,27 @@ def ui_errors(fn):
     return wrapper
 
 
-def parse_weights(weights) -> list[float]:
-    """Weights as a list, or a JSON list in a string (what a textbox or curl sends)."""
-    if isinstance(weights, str):
-        try:
-            weights = json.loads(weights)
-        except json.JSONDecodeError:
-            raise ValueError(
-                f"weights must be a JSON list of numbers like [0.3, 0.7], got {weights!r}"
-            ) from None
-    if not isinstance(weights, list | tuple):
-        raise ValueError(f"weights must be a list of numbers, got {weights!r}")
-    return list(weights)
+class ApiBlocks(gr.Blocks):
+    """gr.Blocks whose API endpoints answer a call with too few values by naming the missing
+    ones: gradio's own check raises a plain ValueError, which reaches the caller as
+    {"error": null}."""
+
+    def validate_inputs(self, block_fn, inputs):
+        if block_fn.api_name in ENDPOINTS:
+            try:
+                check_arguments(ENDPOINTS[block_fn.api_name][0], inputs)
+            except InputError as e:
+                raise to_gr(e) from None
+        super().validate_inputs(block_fn, inputs)
 
 
-def input_notices(prompt: str, fmt: ConditioningFormat) -> tuple[str, list[str]]:
-    """(the prompt as the model gets it, notices): truncation, and reward tags typed by the
-    user, which the model never sees as tags (ric.conditioning.sanitize_user_text)."""
+def input_notices(prompt: str, fmt: ConditioningFormat, tokenizer=None) -> tuple[str, list[str]]:
+    """(the prompt as the model gets it, notices): truncation, and the reward tags and chat
+    control tokens typed by the user, which never reach the model
+    (ric.conditioning.sanitize_with_notices)."""
     prompt, notices = check_user_prompt(prompt)
-    clean = sanitize_user_text(prompt, fmt)
-    if clean != unicodedata.normalize("NFKC", prompt):
-        notices.append("reward tags in your message were neutralized: only the sliders set them")
-    return clean, notices
+    clean, removed = sanitize_with_notices(prompt, fmt, tokenizer)
+    return clean, notices + removed
 
 
 def rebalance(weights: Sequence[float], moved: int) -> list[float]:
@@ -365,12 +386,10 @@ def build_demo(
     default_method = steer.meta.mapping
     stops: dict[str, threading.Event] = {}  # session -> its running generation's stop flag
 
+    limits = Limits(n_rewards=n, max_new_tokens=MAX_NEW_TOKENS, max_images=MAX_IMAGES)
+
     def settings(max_new_tokens, temperature=0.7, top_p=0.9) -> GenerationSettings:
-        max_new_tokens = int(max_new_tokens)
-        if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(
-                f"max_new_tokens must be in [1, {MAX_NEW_TOKENS}], got {max_new_tokens}"
-            )
+        max_new_tokens = check_whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
         return GenerationSettings(max_new_tokens, float(temperature), float(top_p))
 
     def figure(desired=None, replies=(), replies_name="replies"):
@@ -389,20 +408,16 @@ def build_demo(
         """One reply to `prompt` at preference `weights` (one per reward, >= 0; renormalized to
         sum 1). Returns (response, desired rewards, achieved rewards, notices); rewards are
         normalized, in the model's reward order."""
-        _, notices = input_notices(prompt, steer.fmt)
-        r = steer.reply(
-            prompt,
-            parse_weights(weights),
-            method or None,
-            settings(max_new_tokens),
-            None if seed is None else int(seed),
-        )
+        req = generate_request(prompt, weights, method, max_new_tokens, seed, limits)
+        _, notices = input_notices(req.prompt, steer.fmt, steer.tokenizer)
+        r = steer.reply(req.prompt, req.weights, req.method, settings(req.max_new_tokens), req.seed)
         return r.text, r.desired, r.achieved, notices
 
     @ui_errors
     def map_preferences_api(weights: list[float], method: str = default_method) -> list[float]:
         """Desired (normalized) rewards for preference `weights` under mapping `method`."""
-        return steer.desired(parse_weights(weights), method or None).tolist()
+        req = map_request(weights, method, limits)
+        return steer.desired(req.weights, req.method).tolist()
 
     # -- Text tab callbacks --
 
@@ -418,20 +433,38 @@ def build_demo(
     def chat(request: gr.Request, message, history, replies, *args):
         """Stream one reply, then score it and add it to the table and the plot."""
         *weights, method, max_new_tokens, temperature = args
-        shown, notices = input_notices(message, steer.fmt)
+        shown, notices = input_notices(message, steer.fmt, steer.tokenizer)
         desired = steer.desired(weights, method).tolist()
         messages = [*history, {"role": "user", "content": shown}]
         gen_settings = settings(max_new_tokens, temperature)
         notice = "\n".join(f"- {m}" for m in notices)
-        yield (messages + [{"role": "assistant", "content": ""}], "", notice, *[gr.skip()] * 5)
+        ahead = steer.queue_position()
+        waiting = (
+            f"- {ahead} request(s) ahead of yours; your reply starts when they end" if ahead else ""
+        )
+        yield (
+            messages + [{"role": "assistant", "content": ""}],
+            "",
+            "\n".join(x for x in (notice, waiting) if x),
+            *[gr.skip()] * 5,
+        )
 
         stop = stops[request.session_hash] = threading.Event()
         text = ""
         try:
-            for text in steer.stream_chat(
-                messages[-HISTORY_MESSAGES - 1 :], weights, method, gen_settings, stop
+            for k, text in enumerate(
+                steer.stream_chat(
+                    messages[-HISTORY_MESSAGES - 1 :], weights, method, gen_settings, stop
+                )
             ):
-                yield messages + [{"role": "assistant", "content": text}], *[gr.skip()] * 7
+                # The first token replaces the "waiting" notice; later ones leave it alone.
+                shown_notice = notice if k == 0 else gr.skip()
+                yield (
+                    messages + [{"role": "assistant", "content": text}],
+                    gr.skip(),
+                    shown_notice,
+                    *[gr.skip()] * 5,
+                )
         finally:
             stop.set()  # also ends the generation thread if the client went away
             stops.pop(request.session_hash, None)
@@ -470,16 +503,10 @@ def build_demo(
         weights = compare_weights(n, int(k))
         desired = [steer.desired(w, method) for w in weights]
         inputs = [steer.prompt(prompt, d) for d in desired]
-        with steer.lock:
-            texts = generate(
-                steer.model,
-                steer.tokenizer,
-                inputs,
-                settings(max_new_tokens),
-                batch_size=len(inputs),
-                seed=int(seed),
-                progress=False,
-            )
+        done = steer.complete(
+            inputs, settings(max_new_tokens), int(seed), batch_size=len(inputs), progress=False
+        )
+        texts = [c.text for c in done]
         achieved = steer.score([prompt] * len(texts), texts)
         rows = [
             [i + 1, fmt_values(w), fmt_values(d), fmt_values(a), t]
@@ -496,7 +523,7 @@ def build_demo(
 
     w0 = [round(1 / n, 2)] * n
     d0 = steer.desired(w0).tolist()
-    with gr.Blocks(title="Rewards-in-Context", analytics_enabled=False) as blocks:
+    with ApiBlocks(title="Rewards-in-Context", analytics_enabled=False) as blocks:
         gr.Markdown(header(steer, model_label, fronts))
         with gr.Tab("Text"):
             with gr.Row():
@@ -662,17 +689,8 @@ def header(steer: SteerableModel, model_label: str | None, fronts: Sequence[dict
 
 
 def check_image_request(n, seed) -> tuple[int, int]:
-    """(n, seed) as ints, or ValueError saying what is wrong."""
-
-    def whole(x, what: str, lo: int, hi: int) -> int:
-        ok = isinstance(x, int | float) and not isinstance(x, bool) and float(x).is_integer()
-        if not ok or not lo <= x <= hi:
-            raise ValueError(f"{what} must be a whole number in [{lo}, {hi}], got {x!r}")
-        return int(x)
-
-    return whole(n, "n (number of images)", 1, MAX_IMAGES), whole(
-        0 if seed is None else seed, "seed", 0, MAX_SEED
-    )
+    """(n, seed) as ints (no seed: 0), or ValueError naming the field (ric.validation)."""
+    return check_whole(n, "n (number of images)", 1, MAX_IMAGES), check_seed(seed, default=0)
 
 
 def for_display(images: Sequence) -> list:
@@ -731,9 +749,11 @@ def image_tab(image: SteerableImageModel | None, note: str, fronts: Sequence[dic
             return None
         return pareto_figure(names, fronts, desired, generations, "generations")
 
+    limits = Limits(n_rewards=n, max_images=MAX_IMAGES)
+
     def run(weights, method, n_images, seed):
-        n_images, seed = check_image_request(n_images, seed)
-        return image.generate(parse_weights(weights), n=n_images, seed=seed, method=method or None)
+        req = image_request(weights, method, n_images, seed, limits)
+        return image.generate(req.weights, n=req.n, seed=req.seed, method=req.method)
 
     @ui_errors
     def generate_image_api(weights, method, n, seed):
@@ -857,7 +877,9 @@ def image_tab(image: SteerableImageModel | None, note: str, fronts: Sequence[dic
         **private,
     )
     # The API endpoint: hidden components only carry its inputs and outputs (a gallery, so
-    # gradio serves the images as files; gr.api could only return JSON).
+    # gradio serves the images as files; gr.api could only return JSON). preprocess=False:
+    # gr.Number would round n=1.5 to 2 and fail on "4" without naming the field; the values
+    # go to image_request as sent.
     with gr.Group(visible=False):
         api_in = [
             gr.JSON(label="weights"),
@@ -877,6 +899,7 @@ def image_tab(image: SteerableImageModel | None, note: str, fronts: Sequence[dic
         api_out,
         api_name="generate_image",
         show_progress="hidden",
+        preprocess=False,
         **IMAGE_QUEUE,
     )
 
@@ -892,6 +915,121 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise SystemExit("authentication must look like user:password (--auth or RIC_AUTH)")
     return user, password
+
+
+class LoginThrottle:
+    """Failed logins per client address: the first `free` are free, then each further attempt
+    waits `base_s` seconds, doubling per failure up to `max_s`; a success clears the count.
+    Behind a reverse proxy every client shares the proxy's address, and so its count."""
+
+    def __init__(self, free: int = 3, base_s: float = 1.0, max_s: float = 300.0, clock=None):
+        self.free, self.base_s, self.max_s = free, base_s, max_s
+        self.clock = clock or time.monotonic
+        self.failures: dict[str, tuple[int, float]] = {}  # address -> (count, last failure)
+
+    def wait_s(self, client: str) -> float:
+        """Seconds before `client` may try again (0: now)."""
+        count, last = self.failures.get(client, (0, 0.0))
+        if count < self.free:
+            return 0.0
+        delay = min(self.base_s * 2 ** (count - self.free), self.max_s)
+        return max(0.0, last + delay - self.clock())
+
+    def record(self, client: str, ok: bool) -> None:
+        if ok:
+            self.failures.pop(client, None)
+            return
+        if len(self.failures) > 10_000:  # forget addresses whose wait is long over
+            now = self.clock()
+            self.failures = {c: f for c, f in self.failures.items() if now - f[1] < 2 * self.max_s}
+        count, _ = self.failures.get(client, (0, 0.0))
+        self.failures[client] = (count + 1, self.clock())
+
+
+class LoginGuard:
+    """ASGI middleware for an app with a login (gradio's `auth`).
+
+    - POST /login: refused (429) while the client's LoginThrottle wait runs; each answer is
+      recorded, 200 as a success, 400 (wrong credentials) as a failure. Gradio itself takes any
+      number of guesses at full speed.
+    - HTML pages: the API schema that gradio embeds (window.gradio_api_info: every endpoint,
+      parameter and docstring) is replaced by null, also on the login page, which anyone can
+      load. The browser then fetches it from /gradio_api/info, which needs the login.
+    """
+
+    def __init__(self, app, throttle: LoginThrottle | None = None):
+        self.app, self.throttle = app, throttle or LoginThrottle()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/login":
+            return await self.login(scope, receive, send)
+        if scope["method"] == "GET":
+            return await self.app(scope, receive, _without_api_info(send))
+        return await self.app(scope, receive, send)
+
+    async def login(self, scope, receive, send):
+        client = (scope.get("client") or ("unknown",))[0]
+        if wait := self.throttle.wait_s(client):
+            body = json.dumps(
+                {"detail": f"Too many failed logins: try again in {math.ceil(wait)} s."}
+            ).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"retry-after", str(math.ceil(wait)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            return await send({"type": "http.response.body", "body": body})
+
+        async def record(message):
+            if message["type"] == "http.response.start" and message["status"] in (200, 400):
+                self.throttle.record(client, ok=message["status"] == 200)
+            await send(message)
+
+        await self.app(scope, receive, record)
+
+
+_API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.DOTALL)
+
+
+def _without_api_info(send):
+    """`send` for an HTML page, with the embedded API schema replaced by null. gradio's JSON
+    escapes every "<", so the first ";</script>" ends it."""
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers", []))
+            if not headers.get(b"content-type", b"").startswith(b"text/html"):
+                start["pass"] = True
+                return await send(message)
+            start.update(message)
+            return None
+        if start.get("pass") or message["type"] != "http.response.body":
+            return await send(message)
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return None
+        body = _API_INFO.sub(b"window.gradio_api_info = null;</script>", b"".join(chunks))
+        headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
+def launch_options(auth: tuple[str, str] | None, throttle: LoginThrottle | None = None) -> dict:
+    """demo.launch() keyword arguments for `auth` (None: no login): the credentials and a
+    LoginGuard around the app."""
+    if auth is None:
+        return {}
+    from starlette.middleware import Middleware
+
+    guard = Middleware(LoginGuard, throttle=throttle or LoginThrottle())
+    return {"auth": auth, "app_kwargs": {"middleware": [guard]}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -918,6 +1056,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "exists; its fronts assets/image/front.json and base_front.json are drawn with it)",
     )
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", *BACKENDS],
+        help="generation engine (default auto: onnx int8 on a CPU, transformers with CUDA)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="public gradio.live link")
@@ -951,7 +1095,7 @@ def main(argv=None) -> None:
     auth = parse_auth(args.auth)
     shipped = args.adapter is None and args.model is None
     try:
-        steer, label = load_steerable(args.model, args.adapter, args.dtype)
+        steer, label = load_steerable(args.model, args.adapter, args.dtype, args.backend)
     except (OSError, ValueError, RuntimeError) as e:  # missing folder, bad metadata, no weights
         raise SystemExit(f"ric: cannot load the model: {e}") from None
     fronts = load_fronts(
@@ -968,7 +1112,9 @@ def main(argv=None) -> None:
     )
     if auth is None and (args.share or args.host not in ("127.0.0.1", "localhost")):
         print("ric: WARNING: reachable beyond this machine without --auth", file=sys.stderr)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options(auth)
+    )
 
 
 if __name__ == "__main__":

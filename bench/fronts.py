@@ -8,9 +8,9 @@
 Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
 the first 100 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
 functions, rewards normalized with the RewardStats of RiC's final offline stage
-(runs/sft4/adapter) and one reference point for every hypervolume. Layout, under --runs:
+(runs/sft/adapter) and one reference point for every hypervolume. Layout, under --runs:
 
-    data*/, sft*/, online/, eval_{base,sft4_mid,online2_mid}/  RiC's runs, reused
+    data/, sft/, online/, eval_{base,sft,online}/       RiC's runs, reused
     (train/run_default.sh; the shipped mapping)
     bench/<method>/front.json                       one front per method (copied when reused)
     bench/soups/<reward>/{adapter,train_log.json}   Rewarded Soups ingredients
@@ -18,8 +18,8 @@ functions, rewards normalized with the RewardStats of RiC's final offline stage
     bench/throughput.json                           bench/throughput.py
     bench/machine.json                              the machine the runs ran on
 
-Training costs are CPU-seconds from the runs' own logs (ric.training.cpu_seconds): RiC = every
-data set and SFT stage behind its adapter (ric.training.adapter_lineage; + MORS iterations),
+Training costs are CPU-seconds from the runs' own logs (ric.runlog.RunClock): RiC = every
+data set and SFT stage behind its adapter (ric.runlog.adapter_lineage; + MORS iterations),
 Rewarded Soups = its data + its ingredients' SFTs, MORLHF = its runs.
 """
 
@@ -42,7 +42,7 @@ METHODS = {  # name -> label, in table order
 }
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default.
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft4_cal", "ric_online": "eval_online2_cal"}
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online"}
 # Settings a reused front must share with the benchmark's own evaluations.
 SAME_SETTINGS = (
     "prompts",
@@ -165,7 +165,7 @@ def run_method(method: str, args, meta) -> None:
 
 
 def run_all(args) -> None:
-    from ric.baselines import machine_info
+    from ric.runlog import machine_info
     from ric.models import load_adapter_meta
 
     meta = load_adapter_meta(args.ric_adapter)
@@ -180,7 +180,7 @@ def run_all(args) -> None:
 def _lineage(*adapters: Path) -> dict:
     """{part: CPU-seconds} over every stage behind the adapters; a data set shared by several
     (the soups' ingredients) counts once. Empty when an adapter is missing."""
-    from ric.training import lineage_cpu_seconds
+    from ric.runlog import lineage_cpu_seconds
 
     parts: dict = {}
     for a in adapters:
@@ -194,7 +194,7 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs.
     RiC's cost walks its adapter's lineage: every data set and every SFT stage (and MORS
     iteration) that led to it, so a multi-stage build is charged in full."""
-    from ric.training import logged_cpu_seconds
+    from ric.runlog import logged_cpu_seconds
 
     soups = sorted(p.parent for p in (runs / "bench" / "soups").glob("*/adapter/ric.json"))
     morlhf = {
@@ -219,7 +219,7 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
 def method_notes(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """What each method's run was, in one line, read from the runs' own artifacts."""
     from ric.baselines import preference_instruction
-    from ric.training import adapter_lineage
+    from ric.runlog import adapter_lineage
 
     notes, bench = {}, runs / "bench"
     if (Path(ric_adapter) / "ric.json").exists():
@@ -579,22 +579,22 @@ def main(argv=None):
     p.add_argument(
         "--ric-adapter",
         default=None,
-        help="RiC's final offline stage, whose stats every method shares (default RUNS/sft4/adapter)",
+        help="RiC's final offline stage, whose stats every method shares (default RUNS/sft/adapter)",
     )
     p.add_argument("--online-adapter", default=None, help="default: RUNS/online/adapter")
     p.add_argument("--soups-recipe", default="train/recipes/bench_soups.yaml")
     p.add_argument("--morlhf-recipe", default="train/recipes/bench_morlhf.yaml")
     p.add_argument("--prompts", default="assets/prompts/eval.txt")
     p.add_argument("--max-prompts", type=int, default=100)
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=48)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="bfloat16")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
-    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft4" / "adapter")
+    args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft" / "adapter")
     args.online_adapter = Path(args.online_adapter or Path(args.runs) / "online" / "adapter")
     if not args.report_only:
         run_all(args)

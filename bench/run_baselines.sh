@@ -9,7 +9,7 @@
 # are the cost figure compared, so run with the same OMP_NUM_THREADS as RiC's own runs.
 #
 # RiC's own runs come first when their fronts are missing: the exact build of the embedded
-# default (train/run_default.sh: four offline stages, MORS, their fronts); then the baselines
+# default (train/run_default.sh: data, SFT, MORS, calibration, fronts); then the baselines
 # (bench/fronts.py: Rewarded Soups, MORLHF, prompt-only, base), the throughput benchmark, and
 # the report.
 set -euo pipefail
@@ -19,7 +19,7 @@ RUNS=runs
 
 step() { echo; echo "== $*"; }
 
-if [ ! -f "$RUNS/eval_online2_cal/front.json" ]; then
+if [ ! -f "$RUNS/eval_online/front.json" ]; then
     step "RiC: the embedded default's full build (train/run_default.sh, resumable)"
     bash train/run_default.sh
 fi

@@ -1,19 +1,20 @@
-"""Throughput of the offline-data pipeline, and decode speed against the memory-bandwidth bound.
+"""Generation engines side by side: batch-1 decode against the memory-bandwidth bound, first
+token latency, batched throughput, and the data pipeline's generate + score.
 
-    python bench/throughput.py                                  # embedded default -> runs/bench/
-    python bench/throughput.py --model DIR --n 4 --out /tmp/throughput.json      # smoke test
+    python bench/throughput.py                            # embedded default -> runs/bench/
+    python bench/throughput.py --model DIR --n 4 --decode-tokens 8 --out /tmp/t.json   # smoke
 
-1. Data pipeline (the inner loop of train/prepare_dataset.py): --n training prompts, each gets a
-   sampled response that every offline reward scores. Either one sample at a time (generate,
-   then score, prompt by prompt: how the released code generated) or batched
-   (ric.generation.generate in length-sorted batches of --batch-size, then one scoring call per
-   reward). Same prompts and sampling settings; reward models are loaded before timing.
-2. Decode at batch 1: (T - 1) / (t(T tokens) - t(1 token)), both forced to exactly that many
-   tokens (min_new_tokens), median of --repeats, greedy. The bound: every new token reads every
-   weight once (the lm_head's full matrix, but only one row of an untied input embedding), so
-   tokens/s <= bandwidth / weight bytes. Bandwidth: the best of a large numpy copy (one thread)
-   and a torch copy (torch's threads), counting the bytes read plus the bytes written.
-Writes --out (runs/bench/throughput.json); bench/fronts.py --report-only puts it in the docs.
+Every backend is measured in the same run, interleaved (backend A, B, A, B, ... for --repeats
+rounds, medians reported), so a busy machine slows them alike. For each backend:
+- decode_tok_s: one prompt, greedy, (n - 1) / (time of token n - time of token 1);
+- first_token_ms: from the call to the first generated token (prompt processing included);
+- batched_tok_s: --n prompts sampled in batches of --batch-size, generated tokens per second;
+- pipeline_responses_s: the same plus scoring by the data rewards (train/prepare_dataset.py's
+  inner loop), responses per second;
+- bound_fraction: decode_tok_s / (bandwidth / bytes read per token). The bytes are the weights a
+  token reads: every matrix once, one row of an untied input embedding, no rotary tables.
+  Bandwidth: the best large copy (numpy and torch), bytes read plus written.
+Threads: --threads for every backend (default: every core), written to the output.
 """
 
 import argparse
@@ -26,14 +27,15 @@ import numpy as np
 import torch
 
 from ric.artifacts import write_json
-from ric.baselines import machine_info
-from ric.generation import GenerationSettings, generate
-from ric.models import load_model
+from ric.conditioning import format_plain_prompt
+from ric.data import read_prompts
+from ric.generation import Engine, GenerationSettings
+from ric.models import load_engine
 from ric.rewards import get_reward_fn
-from ric.training import read_prompts
+from ric.runlog import machine_info
 
-# What cpu_data.yaml samples with (rewards, temperature, top_p).
-DATA_REWARDS = "relevance,positivity,brevity,harmlessness"
+DATA_REWARDS = "relevance,positivity,brevity"
+LONG_PROMPT = "Write a detailed story about a lighthouse keeper who finds a message in a bottle."
 
 
 def copy_bandwidth(mb: int, repeats: int = 5) -> dict:
@@ -58,104 +60,78 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def weight_bytes_per_token(model) -> tuple[int, int]:
-    """(bytes read per decoded token, parameter count), tied weights counted once."""
-    seen, total, count = set(), 0, 0
+def torch_bytes_per_token(model) -> int:
+    """Weight bytes one decoded token reads in a torch model, tied weights counted once."""
+    seen, total = set(), 0
     for p in model.parameters():
-        if p.data_ptr() in seen:
-            continue
-        seen.add(p.data_ptr())
-        total += p.numel() * p.element_size()
-        count += p.numel()
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
     emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     if emb.data_ptr() != head.data_ptr():  # untied: a lookup reads one row, not the matrix
         total -= (emb.shape[0] - 1) * emb.shape[1] * emb.element_size()
-    return total, count
+    return total
 
 
-def pipeline(model, tok, prompts: list[str], rewards, settings, batch_size: int) -> dict:
-    """Sequential vs batched generate + score of the same prompts."""
-    inputs = [
-        tok.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
+def onnx_bytes_per_token(folder: Path) -> int:
+    """The same for an onnxruntime-genai export, from its initializers' shapes and types."""
+    import onnx
 
-    def n_tokens(texts):
-        return sum(len(tok(t, add_special_tokens=False).input_ids) for t in texts)
-
-    def sequential():
-        texts = []
-        for p, x in zip(prompts, inputs, strict=True):
-            text = generate(model, tok, [x], settings, batch_size=1, progress=False)
-            for fn in rewards:
-                fn([p], text)
-            texts += text
-        return texts
-
-    def batched():
-        texts = generate(model, tok, inputs, settings, batch_size=batch_size, progress=False)
-        for fn in rewards:
-            fn(prompts, texts)
-        return texts
-
-    out = {}
-    for name, run, label in (
-        ("sequential", sequential, "one sample at a time (released code)"),
-        ("batched", batched, f"batched, batch size {batch_size} (ric)"),
-    ):
-        torch.manual_seed(0)
-        t0 = time.perf_counter()
-        texts = run()
-        dt = time.perf_counter() - t0
-        tokens = n_tokens(texts)
-        out[name] = {
-            "label": label,
-            "seconds": dt,
-            "responses": len(texts),
-            "new_tokens": tokens,
-            "responses_per_s": len(texts) / dt,
-            "tokens_per_s": tokens / dt,
-        }
-    out["speedup"] = out["batched"]["responses_per_s"] / out["sequential"]["responses_per_s"]
-    return out
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    total = 0
+    for init in graph.initializer:
+        size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        shape = list(init.dims)
+        if "cos_cache" in init.name or "sin_cache" in init.name:
+            continue  # one row per position is read, a rounding error
+        if "embed_tokens" in init.name and len(shape) == 2:
+            shape[0] = 1
+        total += int(np.prod(shape)) * size
+    return total
 
 
-@torch.inference_mode()
-def decode(model, tok, prompt: str, tokens: int, repeats: int) -> dict:
-    enc = tok(
-        tok.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        ),
-        return_tensors="pt",
-        add_special_tokens=False,
-    )
+def bytes_per_token(engine: Engine) -> int:
+    if engine.name == "onnx":
+        return onnx_bytes_per_token(engine.folder)
+    return torch_bytes_per_token(engine.model)
 
-    def run(n):
-        return _timed(
-            lambda: model.generate(
-                **enc,
-                max_new_tokens=n,
-                min_new_tokens=n,
-                do_sample=False,
-                pad_token_id=tok.pad_token_id,
-            )
-        )
 
-    run(2)  # warm-up
-    t1 = statistics.median(run(1) for _ in range(repeats))
-    tn = statistics.median(run(tokens) for _ in range(repeats))
-    return {"tokens": tokens, "repeats": repeats, "tokens_per_s": (tokens - 1) / (tn - t1)}
+def decode_once(engine: Engine, prompt: str, tokens: int) -> tuple[float, float, int]:
+    """(first-token seconds, decode tokens/s, tokens generated) for one greedy reply."""
+    greedy = GenerationSettings(max_new_tokens=tokens, do_sample=False)
+    t0 = time.perf_counter()
+    stamps = []
+    for rows in engine.stream_batch([prompt], greedy):
+        if len(rows.ids[0]) > len(stamps):
+            stamps.append(time.perf_counter())
+    n = len(stamps)
+    rate = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else float("nan")
+    return stamps[0] - t0, rate, n
+
+
+def batched_run(engine, inputs, prompts, rewards, settings, batch_size) -> dict:
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    done = engine.complete(inputs, settings, seed=0, batch_size=batch_size, progress=False)
+    gen_s = time.perf_counter() - t0
+    texts = [c.text for c in done]
+    for fn in rewards:
+        fn(prompts, texts)
+    total_s = time.perf_counter() - t0
+    tokens = sum(c.n_tokens for c in done)
+    return {"tok_s": tokens / gen_s, "responses_s": len(done) / total_s, "tokens": tokens}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default=None, help="model id or path (default: embedded SmolLM2)")
-    p.add_argument("--dtype", default="bfloat16", help="as the data pipeline and evaluation use")
+    p.add_argument("--adapter", default=None, help="a RiC adapter (its LoRA is merged)")
+    p.add_argument("--backends", default="transformers,onnx", help="comma-separated names")
+    p.add_argument("--dtype", default="bfloat16", help="torch dtype of the transformers backend")
+    p.add_argument("--threads", type=int, default=None, help="default: every core")
     p.add_argument("--prompts", default="assets/prompts/train.txt")
-    p.add_argument("--n", type=int, default=48, help="prompts for the pipeline comparison")
-    p.add_argument("--batch-size", type=int, default=48, help="batched mode (cpu_data.yaml: 48)")
+    p.add_argument("--n", type=int, default=32, help="prompts for the batched measures")
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--rewards", default=DATA_REWARDS, help="comma-separated reward names")
     p.add_argument("--decode-tokens", type=int, default=64)
@@ -164,47 +140,72 @@ def main(argv=None):
     p.add_argument("--out", default="runs/bench/throughput.json")
     args = p.parse_args(argv)
 
-    model, tok = load_model(args.model, dtype=args.dtype)
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    # The engines SteerableModel drives, loaded exactly as it loads them.
+    models = {
+        name: load_engine(name, args.model, args.adapter, args.dtype, threads)[0]
+        for name in args.backends.split(",")
+    }
+    tok = next(iter(models.values())).tokenizer
     prompts = read_prompts(args.prompts)[: args.n]
+    inputs = [format_plain_prompt(q, tok) for q in prompts]
+    long_input = format_plain_prompt(LONG_PROMPT, tok)
     rewards = [get_reward_fn(n) for n in args.rewards.split(",") if n]
     for fn in rewards:  # load the reward models before timing
         fn(prompts[:1], ["warm-up"])
-    generate(model, tok, prompts[:1], GenerationSettings(2), progress=False)
     settings = GenerationSettings(args.max_new_tokens, temperature=0.8, top_p=0.95)
-    pipe = pipeline(model, tok, prompts, rewards, settings, args.batch_size)
+    for steer in models.values():  # warm-up: lazy inits, allocator
+        decode_once(steer, long_input, 4)
 
-    dec = decode(model, tok, prompts[0], args.decode_tokens, args.repeats)
+    rounds = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, steer in models.items():
+            rounds[name].append(decode_once(steer, long_input, args.decode_tokens))
+    batched = {
+        name: batched_run(steer, inputs, prompts, rewards, settings, args.batch_size)
+        for name, steer in models.items()
+    }
     bw = copy_bandwidth(args.bw_mb)
-    method = max(bw, key=bw.get)
-    nbytes, nparams = weight_bytes_per_token(model)
-    bound = bw[method] * 1e9 / nbytes
-    dec.update(
-        bytes_per_token=nbytes,
-        n_params=nparams,
-        bandwidth=bw,
-        bandwidth_method=method,
-        bandwidth_gb_s=bw[method],
-        bound_tokens_per_s=bound,
-        fraction_of_bound=dec["tokens_per_s"] / bound,
-    )
+    bandwidth = max(bw.values())
+    out = {}
+    for name, steer in models.items():
+        nbytes = bytes_per_token(steer)
+        rate = statistics.median(r[1] for r in rounds[name])
+        out[name] = {
+            "engine": steer.name,
+            "decode_tok_s": rate,
+            "decode_tokens": statistics.median(r[2] for r in rounds[name]),
+            "first_token_ms": 1000 * statistics.median(r[0] for r in rounds[name]),
+            "bytes_per_token": nbytes,
+            "bound_tok_s": bandwidth * 1e9 / nbytes,
+            "bound_fraction": rate / (bandwidth * 1e9 / nbytes),
+            "batched_tok_s": batched[name]["tok_s"],
+            "pipeline_responses_s": batched[name]["responses_s"],
+        }
     result = {
         "model": args.model or "smollm2-135m-instruct",
-        "dtype": args.dtype,
+        "adapter": args.adapter,
+        "threads": threads,
         "n": len(prompts),
+        "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens,
-        "rewards": args.rewards.split(","),
+        "repeats": args.repeats,
+        "bandwidth": bw,
+        "bandwidth_gb_s": bandwidth,
+        "backends": out,
         "machine": machine_info(),
         "command": "python bench/throughput.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
-        "pipeline": pipe,
-        "decode": dec,
     }
     write_json(Path(args.out), result)
-    print(
-        f"pipeline: {pipe['sequential']['responses_per_s']:.2f} -> "
-        f"{pipe['batched']['responses_per_s']:.2f} responses/s ({pipe['speedup']:.1f}x); decode "
-        f"{dec['tokens_per_s']:.1f} tok/s, bound {bound:.1f} ({100 * dec['fraction_of_bound']:.0f}%)"
-    )
+    print(f"threads {threads}, bandwidth {bandwidth:.1f} GB/s")
+    for name, r in out.items():
+        print(
+            f"{name:>14}: decode {r['decode_tok_s']:6.1f} tok/s ({100 * r['bound_fraction']:.0f}% "
+            f"of {r['bound_tok_s']:.0f}), first token {r['first_token_ms']:.0f} ms, batched "
+            f"{r['batched_tok_s']:.0f} tok/s, generate+score {r['pipeline_responses_s']:.2f}/s"
+        )
     print(f"written {args.out}")
 
 

@@ -8,7 +8,7 @@
   `reward_weights` = w).
 - Prompt-only: the base model told the preference in words; no training.
 
-Each baseline is a `SteerableModel` with `conditioned=False` whose `generate_batch` first sets up
+Each baseline is a `SteerableModel` with `conditioned=False` whose `complete_batch` first sets up
 the policy for w (mixes the soup, picks the MORLHF run, writes the instruction). So
 `ric.evaluation.evaluate_front` sweeps it exactly as it sweeps RiC: same prompts, same generation
 settings, same reward functions, same RewardStats (the RiC adapter's), same reference point,
@@ -19,32 +19,29 @@ would ask for at w: the baseline never sees them (only Spearman and monotonicity
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-import ric.training as training
-from ric.artifacts import RicMeta, read_json, write_json
+from ric.artifacts import RicMeta, clean_stale_tmp, read_json, write_json
 from ric.conditioning import ConditioningFormat, format_plain_prompt
 from ric.config import field
-from ric.generation import generate
+from ric.data import load_dataset_rows, read_prompts
+from ric.defaults import DEFAULT
 from ric.normalization import RewardStats
 from ric.rewards import get_reward_fn
-from ric.steering import SteerableModel
-from ric.training import (
+from ric.runlog import RunClock, command_line, set_threads_from_env
+from ric.sft import (
+    TRAIN_LOG,
     SFTRecipe,
-    cpu_seconds,
-    load_dataset_rows,
+    checkpoint_callback,
     lora_config,
-    read_prompts,
+    run_trainer,
+    save_adapter,
     train_sft,
 )
-
-TRAIN_LOG = "train_log.json"
+from ric.steering import SteerableModel
 
 # ---------------------------------------------------------------- shared pieces
 
@@ -67,71 +64,6 @@ def same_normalization(a: RewardStats, b: RewardStats) -> bool:
 def plain_prompt(tokenizer, prompt: str, fmt: ConditioningFormat, system: str | None = None) -> str:
     """The model input without reward tags (what SteerableModel(conditioned=False) builds)."""
     return format_plain_prompt(prompt, tokenizer, fmt, system)
-
-
-def machine_info() -> dict:
-    """What a benchmark number needs next to it: CPU model, cores, threads, library versions."""
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-class CostClock:
-    """Wall and CPU seconds of a resumable run, accumulated over its sessions in train_log.json.
-
-    The totals carried over are read once, when the session starts; `write` may then be called
-    at every checkpoint, so a killed run still has the cost of the steps it saved (steps redone
-    after a resume count again: the log holds what the steps that reached the model cost).
-    """
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / TRAIN_LOG
-        prev = read_json(self.path) if self.path.exists() else {}
-        self.wall0 = prev.get("wall_seconds", 0) - time.time()
-        self.cpu0 = prev.get("cpu_seconds", 0) - cpu_seconds()
-
-    def write(self, **fields) -> None:
-        write_json(
-            self.path,
-            {
-                **fields,
-                "wall_seconds": self.wall0 + time.time(),
-                "cpu_seconds": self.cpu0 + cpu_seconds(),
-            },
-        )
-
-    def callback(self, **fields):
-        """A TrainerCallback that writes the log (with the step reached) at every save."""
-        from transformers import TrainerCallback
-
-        clock = self
-
-        class _Log(TrainerCallback):
-            def on_save(self, args, state, control, **kw):
-                clock.write(**fields, steps=state.global_step, finished=False)
-
-        return _Log()
-
-
-def _mark_baseline(adapter_dir: Path, **info) -> None:
-    """Record in ric.json that this adapter is a baseline trained WITHOUT reward tags."""
-    meta = RicMeta.load(adapter_dir)
-    meta.extra = {**meta.extra, "baseline": {**info, "conditioned": False}}
-    meta.save(adapter_dir)
 
 
 # ---------------------------------------------------------------- prompt-only
@@ -163,7 +95,7 @@ def preference_instruction(weights: Sequence[float], names: Sequence[str]) -> st
 class PromptOnlyPolicy(SteerableModel):
     """The base model with the preference as a system instruction."""
 
-    def generate_batch(
+    def complete_batch(
         self,
         prompts,
         weights,
@@ -175,14 +107,13 @@ class PromptOnlyPolicy(SteerableModel):
     ):
         system = preference_instruction(weights, self.reward_names)
         inputs = [plain_prompt(self.tokenizer, p, self.fmt, system) for p in prompts]
-        with self.lock:
-            texts = generate(
-                self.model, self.tokenizer, inputs, settings, batch_size, seed, progress
-            )
-        return texts, self.desired(weights, method), self.score(prompts, texts)
+        outs = self.complete(inputs, settings, seed=seed, batch_size=batch_size, progress=progress)
+        texts = [o.text for o in outs]
+        return outs, self.desired(weights, method), self.score(prompts, texts)
 
 
 def load_prompt_only(meta: RicMeta, model: str | None = None, dtype="bfloat16"):
+    """The base model as a PromptOnlyPolicy (no adapter)."""
     from ric.models import load_model
 
     m, tok = load_model(model or meta.base_model, dtype=dtype)
@@ -197,7 +128,7 @@ class SoupsRecipe:
     data_dir: str = field("runs/data", "prepared offline dataset (the one RiC trains on)")
     out_dir: str = field("runs/bench/soups", "output: <reward>/adapter, <reward>/train_log.json")
     model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
-    rewards: list = field(["positivity", "brevity"], "one ingredient per reward, in this order")
+    rewards: list = field(list(DEFAULT.rewards), "one ingredient per reward, in this order")
     keep_quantile: float = field(
         0.7, "ingredient i trains on rows whose normalized reward i >= this data quantile"
     )
@@ -216,7 +147,7 @@ def top_quantile_rows(rows: list[dict], stats: RewardStats, i: int, q: float) ->
 
 
 def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None) -> list[Path]:
-    """One LoRA per reward via ric.training.train_sft; finished ingredients are skipped."""
+    """One LoRA per reward via ric.sft.train_sft; finished ingredients are skipped."""
     rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
     if stats is None:
         stats = RewardStats.fit(np.array([r["raw"] for r in rows]), list(recipe.rewards))
@@ -237,15 +168,14 @@ def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None
             "seed": recipe.seed,
             "conditioned": False,
         }
-        adapter = train_sft(SFTRecipe(**fields), rows=subset, stats=stats)
-        _mark_baseline(
-            adapter,
-            kind="rewarded_soups",
-            ingredient=name,
-            keep_quantile=recipe.keep_quantile,
-            n_rows=len(subset),
-        )
-        adapters.append(adapter)
+        info = {
+            "kind": "rewarded_soups",
+            "ingredient": name,
+            "keep_quantile": recipe.keep_quantile,
+            "n_rows": len(subset),
+            "conditioned": False,
+        }
+        adapters.append(train_sft(SFTRecipe(**fields), subset, stats, {"baseline": info}))
     return adapters
 
 
@@ -285,10 +215,10 @@ class SoupPolicy(SteerableModel):
             self._mix, self._mix_weights = name, w
         return self._mix
 
-    def generate_batch(self, prompts, weights, *args, **kwargs):
+    def complete_batch(self, prompts, weights, *args, **kwargs):
         with self.lock:
             self.use(weights)
-        return super().generate_batch(prompts, weights, *args, **kwargs)
+        return super().complete_batch(prompts, weights, *args, **kwargs)
 
 
 def load_soup(
@@ -322,9 +252,9 @@ class MorlhfRecipe:
     out_dir: str = field("runs/bench/morlhf", "output: w<w1>_<w2>/ per preference")
     data_dir: str = field("runs/data", "offline dataset: only its reward statistics are used")
     model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
-    prompts: str = field("assets/prompts/train.txt", "RL prompts (the training prompts)")
+    prompts: str = field(DEFAULT.train_prompts, "RL prompts (the training prompts)")
     max_prompts: int | None = field(None, "use only the first N prompts")
-    rewards: list = field(["positivity", "brevity"], "rewards, in reward_weights order")
+    rewards: list = field(list(DEFAULT.rewards), "rewards, in reward_weights order")
     weights: list = field(
         [[0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]],
         "one RL run per preference vector w (the front's points)",
@@ -398,8 +328,11 @@ def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardSt
     w = [float(x) for x in weights]
     if len(w) != len(recipe.rewards) or min(w) < 0 or not np.isclose(sum(w), 1.0):
         raise ValueError(f"weights must be {len(recipe.rewards)} non-negative values summing to 1")
+    set_threads_from_env()
     out = Path(recipe.out_dir) / run_name(w)
-    clock = CostClock(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(out)
+    clock = RunClock(out)
     queries = read_prompts(recipe.prompts)[: recipe.max_prompts]
     dataset = Dataset.from_list(
         [{"prompt": [{"role": "user", "content": q}], "query": q} for q in queries]
@@ -451,31 +384,30 @@ def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardSt
         train_dataset=dataset,
         processing_class=tok,
         peft_config=peft_config,
-        callbacks=[clock.callback(weights=w)],
+        callbacks=[checkpoint_callback(clock)],
     )
-    resume = training.last_checkpoint(out / "checkpoints")
-    if resume:
-        print(f"ric: resuming from {resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume)
-
-    adapter = out / "adapter"
-    trainer.model.save_pretrained(adapter)
-    stats.save(adapter)
-    RicMeta(
-        base_model=recipe.model or "smollm2-135m-instruct",
+    result = run_trainer(trainer, out / "checkpoints")
+    meta = RicMeta(
+        base_model=recipe.model or DEFAULT.model,
         reward_names=list(recipe.rewards),
         stats=stats.to_dict(),
         conditioning=ConditioningFormat().to_dict(),
-        extra={"recipe": dataclasses.asdict(recipe)},
-    ).save(adapter)
-    _mark_baseline(adapter, kind="morlhf", weights=w)
-    clock.write(
-        weights=w,
-        steps=result.global_step,
-        train_loss=result.training_loss,
-        completions_per_step=recipe.batch_size * recipe.grad_accum,
-        log_history=trainer.state.log_history,
-        finished=True,
+        extra={
+            "recipe": dataclasses.asdict(recipe),
+            "baseline": {"kind": "morlhf", "weights": w, "conditioned": False},
+        },
+    )
+    adapter = save_adapter(trainer.model, out / "adapter", meta)
+    write_json(
+        out / TRAIN_LOG,
+        {
+            "command": command_line(),
+            "weights": w,
+            **result,
+            "completions_per_step": recipe.batch_size * recipe.grad_accum,
+            "finished": True,
+            **clock.stop(),
+        },
     )
     return adapter
 
@@ -508,10 +440,10 @@ class MorlhfPolicy(SteerableModel):
                 return name
         raise ValueError(f"no MORLHF run for weights {list(weights)}; runs: {list(self.runs)}")
 
-    def generate_batch(self, prompts, weights, *args, **kwargs):
+    def complete_batch(self, prompts, weights, *args, **kwargs):
         with self.lock:
             self.use(weights)
-        return super().generate_batch(prompts, weights, *args, **kwargs)
+        return super().complete_batch(prompts, weights, *args, **kwargs)
 
 
 def load_morlhf(
@@ -549,7 +481,6 @@ __all__ = [
     "load_morlhf",
     "load_prompt_only",
     "load_soup",
-    "machine_info",
     "normalized_reward_funcs",
     "plain_prompt",
     "preference_instruction",

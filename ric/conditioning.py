@@ -3,11 +3,13 @@
 RiC conditions a model by appending tags such as ``<rm1_score> 1.2 <rm2_score> -0.6`` to the
 prompt (METHOD.md section 3). Tags are ordinary text, not special tokens, so the format must be
 identical in training and inference: it lives in a `ConditioningFormat` that is saved with every
-artifact. User text is sanitized first so it can never add or override a tag.
+artifact. User text is sanitized first so it can never add or override a tag, nor open or close
+a chat turn with the tokenizer's control tokens.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -25,6 +27,44 @@ SUMMARY_INSTRUCTION = "### Instruction: Generate a one-sentence summary of this 
 # then any leftover opening "<rm1..." that a removal may have spliced together.
 _RM_TAG = re.compile(r"<\s*/?\s*r\s*m\s*\d+\s*(?:_?\s*s\s*c\s*o\s*r\s*e\s*)?>", re.IGNORECASE)
 _RM_OPEN = re.compile(r"<\s*/?\s*r\s*m\s*\d", re.IGNORECASE)
+
+# Control tokens of the common chat templates, neutralized even without a tokenizer (the "hh"
+# and "summary" styles, captions): ChatML (SmolLM2, Qwen), Llama 2 and Mistral, Llama 3, Gemma,
+# Phi-3. With a tokenizer, all of its own special and added tokens are neutralized as well.
+KNOWN_CONTROL_TOKENS = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "<<SYS>>",
+    "<</SYS>>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+)
+
+# Brackets and bars that a reader (or a model) takes for "<", ">" and "|" but NFKC leaves
+# alone (applied after NFKC, which folds the full-width and small forms ＜ ﹤ ｜ itself).
+_LOOKALIKES = str.maketrans(
+    {
+        **dict.fromkeys("‹«〈⟨《❮❬⧼˂ᐸ⋖⟪〔", "<"),
+        **dict.fromkeys("›»〉⟩》❯❭⧽˃ᐳ⋗⟫〕", ">"),
+        **dict.fromkeys("∣ǀ│┃￨", "|"),
+    }
+)
+
+REWARD_TAG_NOTICE = "removed a reward tag from your message: only the sliders set the rewards"
 
 
 @dataclass
@@ -77,32 +117,108 @@ def _tag_pattern(fmt: ConditioningFormat) -> re.Pattern:
     return re.compile("".join(out), re.IGNORECASE)
 
 
-def sanitize_user_text(text: str, fmt: ConditioningFormat | None = None) -> str:
-    """Neutralize every reward tag in user text so it cannot add or override conditioning.
+def _invisible(ch: str) -> bool:
+    """Characters a tokenizer or a reader may skip inside a tag: format characters (zero-width
+    space and joiners, soft hyphen, bidi controls), combining marks, control characters."""
+    cat = unicodedata.category(ch)
+    return cat in ("Cf", "Mn", "Me") or (cat == "Cc" and not ch.isspace())
 
-    Matches both the ``<rm1_score>`` and ``<rm1>`` styles in any case and spacing (after Unicode
-    NFKC folding, so full-width brackets are caught too), plus the configured tag template. The
-    brackets are dropped, leaving the words: ``"<rm1_score> 9"`` becomes ``"rm1_score 9"``.
+
+def _skeleton(text: str) -> tuple[str, list[int]]:
+    """The text as tags are matched in: invisibles dropped, look-alike brackets mapped, NFKC,
+    then accents stripped; with, for each of its characters, the index in `text` it came from.
+    Built per character, so that every match maps back to one span of the original."""
+    out, origin = [], []
+    for i, ch in enumerate(text):
+        if ch.isascii() and (ch.isprintable() or ch.isspace()):  # fast path: most text
+            out.append(ch)
+            origin.append(i)
+            continue
+        folded = unicodedata.normalize("NFKC", ch).translate(_LOOKALIKES)
+        for c in unicodedata.normalize("NFKD", folded):
+            if not _invisible(c):
+                out.append(c)
+                origin.append(i)
+    return "".join(out), origin
+
+
+def _control_tokens(tokenizer) -> tuple[str, ...]:
+    """The known control tokens plus the tokenizer's special and added tokens that look like
+    markup; plain words and whitespace runs, which some tokenizers add, are left alone."""
+    tokens = set(KNOWN_CONTROL_TOKENS)
+    if tokenizer is not None:
+        tokens.update(getattr(tokenizer, "all_special_tokens", None) or [])
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        tokens.update(getattr(t, "content", str(t)) for t in added.values())
+    return tuple(sorted(t for t in tokens if t.strip() and not re.fullmatch(r"[\w\s]+", t)))
+
+
+@functools.lru_cache(maxsize=16)
+def _control_pattern(tokens: tuple[str, ...]) -> tuple[re.Pattern, dict[str, str]]:
+    """A regex over skeletons for these tokens, and each match (casefolded) -> its token."""
+    names = {_skeleton(t)[0].casefold(): t for t in tokens}
+    # Longest first, so that "<</SYS>>" goes whole, not as "<" + "</SYS>" + ">".
+    alternatives = sorted((k for k in names if k), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, alternatives)), re.IGNORECASE), names
+
+
+def sanitize_with_notices(
+    text: str, fmt: ConditioningFormat | None = None, tokenizer=None
+) -> tuple[str, list[str]]:
+    """User text that can neither add reward tags nor open or close a chat turn, and notices
+    saying what was removed: one per control token, one for reward tags.
+
+    Chat control tokens (KNOWN_CONTROL_TOKENS and the tokenizer's special and added tokens) are
+    removed. Reward tags, ``<rm1_score>`` or ``<rm1>`` in any case and spacing and the
+    configured tag template, lose their brackets: ``"<rm1_score> 9"`` becomes ``"rm1_score 9"``.
+    Both are found in any Unicode form: with zero-width characters inside, full-width or
+    look-alike brackets (‹ › « » 〈 〉), accents (`_skeleton`). Removal repeats until nothing is
+    found, so that the remains never splice into a new one ("<|im_<|im_end|>end|>"). Text with
+    nothing to remove comes back unchanged.
+
+    >>> sanitize_with_notices("hi <RM1_score> 9<|im_end|>")[0]
+    'hi rm1_score 9'
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"user text must be a str, got {type(text).__name__}")
+    control, token_of = _control_pattern(_control_tokens(tokenizer))
+    tags = [_RM_TAG, _RM_OPEN] + ([_tag_pattern(fmt)] if fmt is not None else [])
+    removed: dict[str, None] = {}  # the control tokens removed, in order, once each
+    tag_removed = False
+    while True:
+        skeleton, origin = _skeleton(text)
+        # One pattern per round, all its matches at once. Control tokens go first, whole: a
+        # tag's brackets must not cut "<|im_end|>" into pieces that no longer match it.
+        matches = list(control.finditer(skeleton))
+        is_tag = not matches
+        if is_tag:
+            matches = next((ms for pat in tags if (ms := list(pat.finditer(skeleton)))), [])
+        pieces, last = [], 0
+        for m in matches:
+            start, end = origin[m.start()], origin[m.end() - 1] + 1
+            if is_tag:
+                keep = re.sub(r"\W", "", m.group(0)).lower()  # the tag's words, no brackets
+            else:
+                keep = ""
+                removed[token_of.get(m.group(0).casefold(), m.group(0))] = None
+            pieces += [text[last:start], keep]
+            last = end
+        new = "".join(pieces) + text[last:]
+        if new == text:  # nothing found (or a word-only tag template, already lowercase)
+            break
+        tag_removed = tag_removed or is_tag
+        text = new
+    notices = [f"removed a chat control token `{t}` from your message" for t in removed]
+    return text, notices + ([REWARD_TAG_NOTICE] if tag_removed else [])
+
+
+def sanitize_user_text(text: str, fmt: ConditioningFormat | None = None, tokenizer=None) -> str:
+    """`sanitize_with_notices` without the notices.
 
     >>> sanitize_user_text("hi <RM1_score> 9.9 < rm2 > 5")
     'hi rm1_score 9.9 rm2 5'
     """
-    if not isinstance(text, str):
-        raise ValueError(f"user text must be a str, got {type(text).__name__}")
-    text = unicodedata.normalize("NFKC", text)
-    patterns = [_RM_TAG, _RM_OPEN] + ([_tag_pattern(fmt)] if fmt is not None else [])
-
-    def strip(m: re.Match) -> str:
-        return re.sub(r"\W", "", m.group(0)).lower()
-
-    # Loop: removing one tag must not splice the remains into a new one ("<<rm1>rm1>").
-    while True:
-        new = text
-        for pat in patterns:
-            new = pat.sub(strip, new)
-        if new == text:
-            return text
-        text = new
+    return sanitize_with_notices(text, fmt, tokenizer)[0]
 
 
 def _check_rewards(rewards: Sequence[float], names: Sequence[str] | None) -> np.ndarray:
@@ -167,11 +283,11 @@ def format_conditioned_prompt(
     if fmt.style == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("the 'chat' style needs a tokenizer with a chat template")
-        messages = _clean_messages(prompt, fmt)
+        messages = _clean_messages(prompt, fmt, tokenizer)
         if fmt.position == "user_end":
             messages[-1]["content"] = f"{messages[-1]['content']} {tags}"
         if system is not None or fmt.position == "system":
-            sys_text = sanitize_user_text(system or "", fmt)
+            sys_text = sanitize_user_text(system or "", fmt, tokenizer)
             if fmt.position == "system":
                 sys_text = f"{sys_text} {tags}".strip()
             messages = [m for m in messages if m["role"] != "system"]
@@ -181,7 +297,7 @@ def format_conditioned_prompt(
 
     if not isinstance(prompt, str):
         raise ValueError(f"the {fmt.style!r} style takes the prompt as one str")
-    text = sanitize_user_text(prompt, fmt)
+    text = sanitize_user_text(prompt, fmt, tokenizer)
     if fmt.style == "hh":
         # removesuffix, never rstrip: rstrip("\n\nAssistant:") eats a set of characters and
         # would cut "...what is an ant" down to "...what is an" (the released code's bug).
@@ -201,14 +317,14 @@ def format_plain_prompt(
     sanitized all the same; `system` adds or replaces the system turn."""
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("a plain chat prompt needs a tokenizer with a chat template")
-    messages = _clean_messages(prompt, fmt or ConditioningFormat())
+    messages = _clean_messages(prompt, fmt or ConditioningFormat(), tokenizer)
     if system is not None:
         messages = [m for m in messages if m["role"] != "system"]
         messages.insert(0, {"role": "system", "content": system})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _clean_messages(prompt: str | Messages, fmt: ConditioningFormat) -> Messages:
+def _clean_messages(prompt: str | Messages, fmt: ConditioningFormat, tokenizer=None) -> Messages:
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list) or not prompt:
@@ -221,7 +337,9 @@ def _clean_messages(prompt: str | Messages, fmt: ConditioningFormat) -> Messages
             raise ValueError(f"chat roles are system, user or assistant, got {m.get('role')!r}")
         # Earlier assistant turns are model output, but they pass through user hands in a chat
         # UI, so they are sanitized too.
-        messages.append({"role": m["role"], "content": sanitize_user_text(m["content"], fmt)})
+        messages.append(
+            {"role": m["role"], "content": sanitize_user_text(m["content"], fmt, tokenizer)}
+        )
     if messages[-1]["role"] != "user":
         raise ValueError("the last chat message must be from the user")
     return messages

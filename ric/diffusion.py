@@ -812,16 +812,21 @@ def load_sd_components(pretrained: str, dtype: torch.dtype = torch.float32) -> d
         return {
             "tokenizer": CLIPTokenizer.from_pretrained(pretrained, subfolder="tokenizer"),
             "text_encoder": CLIPTextModel.from_pretrained(
-                pretrained, subfolder="text_encoder", dtype=dtype
+                pretrained, subfolder="text_encoder", dtype=dtype, use_safetensors=True
             ),
-            "vae": AutoencoderKL.from_pretrained(pretrained, subfolder="vae", dtype=dtype),
-            "unet": UNet2DConditionModel.from_pretrained(pretrained, subfolder="unet"),
+            "vae": AutoencoderKL.from_pretrained(
+                pretrained, subfolder="vae", dtype=dtype, use_safetensors=True
+            ),
+            "unet": UNet2DConditionModel.from_pretrained(
+                pretrained, subfolder="unet", use_safetensors=True
+            ),
             "noise_scheduler": DDPMScheduler.from_pretrained(pretrained, subfolder="scheduler"),
         }
     except OSError as e:
         raise RuntimeError(
             f"could not load the diffusers pipeline {pretrained!r} (needs the hub once, or a "
-            f"local folder with tokenizer/, text_encoder/, vae/, unet/, scheduler/): {e}"
+            f"local folder with tokenizer/, text_encoder/, vae/, unet/, scheduler/, weights "
+            f"as safetensors): {e}"
         ) from e
 
 
@@ -980,17 +985,26 @@ class _SDBackend:
         from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
         dtype = torch.float16 if device.type == "cuda" else torch.float32
+        # Safetensors only, here and below: a .bin file is a pickle, which can run code.
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
-                meta.base_model, safety_checker=None, requires_safety_checker=False, dtype=dtype
+                meta.base_model,
+                safety_checker=None,
+                requires_safety_checker=False,
+                dtype=dtype,
+                use_safetensors=True,
             )
         except OSError as e:
-            raise RuntimeError(f"could not load the base pipeline {meta.base_model!r}: {e}") from e
+            raise RuntimeError(
+                f"could not load the base pipeline {meta.base_model!r} from safetensors: {e}"
+            ) from e
         if not base:
             if meta.extra.get("finetune", "lora") == "lora":
-                pipe.load_lora_weights(str(folder), weight_name=LORA_WEIGHTS)
+                pipe.load_lora_weights(str(folder), weight_name=LORA_WEIGHTS, use_safetensors=True)
             else:
-                pipe.unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=dtype)
+                pipe.unet = UNet2DConditionModel.from_pretrained(
+                    folder / "unet", dtype=dtype, use_safetensors=True
+                )
         self.pipe = pipe.to(device)
         self.resolution = meta.extra.get("resolution")
 

@@ -2,26 +2,30 @@
 
 For each weight vector of the sweep: map it to desired rewards, generate on held-out prompts,
 score, and report the MEAN normalized reward vector. The points form the front; hypervolume is
-reported with its reference point, plus sparsity and controllability.
+reported with its reference point, plus sparsity and controllability, and every point (the
+base point too) carries the quality guards of ric.quality: relevance, stock openings, echo,
+share ended by end-of-text, distinct-2.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ric.artifacts import append_jsonl, read_json, read_jsonl, write_json
+from ric.artifacts import append_jsonl, clean_stale_tmp, read_json, read_jsonl, write_json
 from ric.config import field
+from ric.data import read_prompts
+from ric.defaults import DEFAULT
 from ric.generation import GenerationSettings
 from ric.mapping import simplex_grid
 from ric.normalization import parse_range_quantiles
 from ric.pareto import controllability_report, hypervolume, pareto_mask, sparsity
+from ric.quality import GUARDS, guard_metrics
+from ric.runlog import RunClock, command_line, set_threads_from_env
 from ric.steering import SteerableModel
-from ric.training import command_line, cpu_seconds, read_prompts
 
 FRONT_FILE = "front.json"
 REFERENCE_QUANTILE = 0.02
@@ -32,7 +36,7 @@ class EvalConfig:
     adapter: str | None = field("assets/text/adapter", "RiC adapter folder to evaluate")
     model: str | None = field(None, "base model id or path (default: the adapter's base)")
     base: bool = field(False, "evaluate the base model WITHOUT conditioning (one point)")
-    prompts: str = field("assets/prompts/eval.txt", "held-out prompts, one per line")
+    prompts: str = field(DEFAULT.eval_prompts, "held-out prompts, one per line")
     max_prompts: int | None = field(100, "use the first N prompts (None: all)")
     skip_prompts: int = field(0, "skip the first N prompts (a second held-out slice)")
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
@@ -42,10 +46,13 @@ class EvalConfig:
         "mapping range as quantiles of the training rewards, e.g. [0.05, 0.95] "
         "(default: the artifact's own)",
     )
-    max_new_tokens: int = field(64, "generation cap")
+    max_new_tokens: int = field(
+        512, "generation cap (as the training data's: answers end by themselves)"
+    )
     temperature: float = field(0.7, "sampling temperature")
     top_p: float = field(0.9, "nucleus sampling")
-    batch_size: int = field(48, "generation batch size")
+    batch_size: int = field(16, "generation batch size")
+    backend: str = field("auto", "generation backend (ric.models.BACKENDS, or auto)")
     dtype: str = field("bfloat16", "inference dtype")
     reference_point: list | None = field(
         None, "hypervolume reference point (default: each reward's 0.02 training quantile)"
@@ -54,7 +61,7 @@ class EvalConfig:
     tag_contrast: str | None = field(
         None,
         "instead of a sweep: how much the adapter reads its tags, on this dataset folder "
-        "(ric.training.tag_contrast; writes DIR/tag_contrast.json, no generation)",
+        "(ric.sft.tag_contrast; writes DIR/tag_contrast.json, no generation)",
     )
     out: str = field("runs/eval", "output folder: front.json, samples.jsonl, front.html/png")
     seed: int = field(0, "sampling seed")
@@ -99,9 +106,11 @@ def check_resume(out: Path, fingerprint: dict) -> None:
 
 def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict:
     """Run (or resume) the sweep; writes cfg.out/front.json and returns it."""
+    set_threads_from_env()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0, c0 = time.time(), cpu_seconds()
+    clean_stale_tmp(out)
+    clock = RunClock(out)
     if steer is None:
         steer = load_for_eval(cfg)
     if cfg.range_quantiles:
@@ -115,7 +124,7 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
     sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()
     settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     samples_file = out / "samples.jsonl"
-    skip = ("out", "label", "batch_size", "dtype", "reference_point", "tag_contrast")
+    skip = ("out", "label", "batch_size", "dtype", "reference_point", "tag_contrast", "backend")
     check_resume(
         out,
         {
@@ -131,7 +140,7 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
         if (tuple(w) if w else None) in done:
             continue
         weights = w if w is not None else [1.0 / n] * n
-        texts, desired, achieved = steer.generate_batch(
+        outs, desired, achieved = steer.complete_batch(
             prompts,
             weights,
             settings,
@@ -145,20 +154,25 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
                 "weights": w,
                 "desired": None if cfg.base else desired.tolist(),
                 "prompt": p,
-                "response": t,
+                "response": o.text,
+                "n_tokens": int(o.n_tokens),
+                "finished": bool(o.finished),
                 "achieved": a.round(4).tolist(),
             }
-            for p, t, a in zip(prompts, texts, achieved, strict=True)
+            for p, o, a in zip(prompts, outs, achieved, strict=True)
         ]
         append_jsonl(samples_file, rows)
+        clock.tick()
+    cost = clock.stop()
     return write_front(
-        cfg, steer, sweep, read_jsonl(samples_file), time.time() - t0, cpu_seconds() - c0
+        cfg, steer, sweep, read_jsonl(samples_file), cost["wall_seconds"], cost["cpu_seconds"]
     )
 
 
 def aggregate_sweep(sweep, rows: list[dict]) -> tuple[list[dict], list[list]]:
     """Per sweep point: mean achieved rewards (and their standard error) over its rows, plus
-    the per-prompt rewards. Shared by the text and image evaluators."""
+    the per-prompt rewards. Shared by the text and image evaluators; text rows (with a
+    "response") also get the quality guards."""
     points, per_prompt = [], []
     for w in sweep:
         mine = [r for r in rows if r["weights"] == w]
@@ -171,6 +185,12 @@ def aggregate_sweep(sweep, rows: list[dict]) -> tuple[list[dict], list[list]]:
                 "achieved_sem": (ach.std(axis=0) / np.sqrt(len(ach))).round(4).tolist(),
             }
         )
+        if mine and "response" in mine[0]:
+            points[-1]["guards"] = guard_metrics(
+                [r["prompt"] for r in mine],
+                [r["response"] for r in mine],
+                [r.get("finished") for r in mine],
+            )
         per_prompt.append(ach.round(3).tolist())
     return points, per_prompt
 
@@ -207,13 +227,16 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
         w = np.array(sweep)
         desired = np.array([p["desired"] for p in points])
         front["controllability"] = controllability_report(w, desired, achieved)
+    missing = [g for p in points for g in GUARDS if g not in p.get("guards", {})]
+    if missing:
+        raise ValueError(f"front lacks quality guards {sorted(set(missing))}")
     write_json(Path(cfg.out) / FRONT_FILE, front)
     return front
 
 
 @dataclasses.dataclass
 class CalibrateConfig(EvalConfig):
-    prompts: str = field("assets/prompts/train.txt", "calibration prompts (not the held-out ones)")
+    prompts: str = field(DEFAULT.train_prompts, "calibration prompts (not the held-out ones)")
     candidates: list = field(
         [[0.05, 0.95], [0.25, 0.95], [0.5, 0.95]],
         "mapping ranges to try, each [lo, hi] or one [lo, hi] per reward",
@@ -272,9 +295,10 @@ def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -
 def evaluate_tag_contrast(cfg: EvalConfig, n_pairs: int = 48) -> dict:
     """The tag-contrast diagnostic of cfg.adapter on the rows of cfg.tag_contrast (a prepared
     dataset folder), in float32; written to cfg.out/tag_contrast.json."""
-    from ric.training import load_dataset_rows, tag_contrast
+    from ric.data import load_dataset_rows
+    from ric.sft import tag_contrast
 
-    t0, c0 = time.time(), cpu_seconds()
+    clock = RunClock(cfg.out)
     steer = load_for_eval(dataclasses.replace(cfg, dtype="float32"))
     rows = load_dataset_rows(cfg.tag_contrast, steer.reward_names)
     result = tag_contrast(
@@ -284,8 +308,7 @@ def evaluate_tag_contrast(cfg: EvalConfig, n_pairs: int = 48) -> dict:
         adapter=cfg.adapter,
         data=cfg.tag_contrast,
         command=command_line(),
-        wall_seconds=round(time.time() - t0, 1),
-        cpu_seconds=round(cpu_seconds() - c0, 1),
+        **clock.stop(),
     )
     write_json(Path(cfg.out) / "tag_contrast.json", result)
     return result
@@ -298,6 +321,9 @@ def load_for_eval(cfg: EvalConfig) -> SteerableModel:
         raise ValueError("evaluation needs an adapter folder (its ric.json names the rewards)")
     if cfg.base:
         return SteerableModel.load(
-            meta=load_adapter_meta(cfg.adapter), model=cfg.model, dtype=cfg.dtype
+            meta=load_adapter_meta(cfg.adapter),
+            model=cfg.model,
+            dtype=cfg.dtype,
+            backend=cfg.backend,
         )
-    return SteerableModel.load(cfg.adapter, model=cfg.model, dtype=cfg.dtype)
+    return SteerableModel.load(cfg.adapter, model=cfg.model, dtype=cfg.dtype, backend=cfg.backend)

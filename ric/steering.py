@@ -1,8 +1,10 @@
 """A steerable RiC text model: preference weights in, conditioned reply and its rewards out.
 
-This is the one object the app, the evaluator and the benchmarks drive. It bundles the model,
-its tokenizer, the artifact's metadata (reward names, statistics, prompt format) and the reward
-functions, so that a caller never re-implements the mapping or the prompt format.
+This is the one object the app, the evaluator, data preparation, MORS and the benchmarks drive.
+It bundles a generation engine (ric.generation: "transformers" or the fast "onnx" one, picked by
+name), the tokenizer, the artifact's metadata (reward names, statistics, prompt format) and the
+reward functions, so that a caller never re-implements the mapping, the prompt format or the
+decode loop.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from ric.artifacts import RicMeta
 from ric.conditioning import ConditioningFormat, format_conditioned_prompt, format_plain_prompt
-from ric.generation import GenerationSettings, generate, stream
+from ric.generation import Batcher, Completion, Engine, GenerationSettings, TransformersEngine
 from ric.mapping import preference_to_rewards
 from ric.normalization import RewardStats
 from ric.rewards import get_reward_fn
@@ -38,18 +40,28 @@ class SteerableModel:
 
     `conditioned` is False for a base model without a RiC adapter: it then gets the plain
     prompt (no tags) and the preference is ignored, which is what the "base" reference point in
-    every plot means.
+    every plot means. `engine` defaults to the transformers one over `model`.
     """
 
-    def __init__(self, model, tokenizer, meta: RicMeta, conditioned: bool = True):
-        self.model, self.tokenizer, self.meta = model, tokenizer, meta
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        meta: RicMeta,
+        conditioned: bool = True,
+        engine: Engine | None = None,
+    ):
+        self._model, self.tokenizer, self.meta = model, tokenizer, meta
+        self.engine = engine or TransformersEngine(model, tokenizer)
         self.stats = RewardStats.from_dict(meta.stats)
         self.fmt = ConditioningFormat.from_dict(meta.conditioning)
         self.conditioned = conditioned
         self._rewards = [get_reward_fn(n) for n in meta.reward_names]
-        # One generate at a time per model: torch on 2 cores gains nothing from overlapping
-        # forward passes, and the streamer threads would interleave.
+        # Batch jobs (sweeps, data) take the engine one at a time; live users share it through
+        # the batcher, which runs their requests together.
         self.lock = threading.Lock()
+        self._batcher: Batcher | None = None
+        self._load_args: dict = {}
 
     @classmethod
     def load(
@@ -58,22 +70,45 @@ class SteerableModel:
         model: str | None = None,
         dtype: str = "bfloat16",
         meta: RicMeta | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
     ) -> SteerableModel:
-        """From a RiC adapter folder, or an unconditioned base model with given `meta`."""
-        from ric.models import load_adapter_meta, load_model
+        """From a RiC adapter folder, or an unconditioned base model with given `meta`.
+
+        backend: a name from ric.models.BACKENDS ("transformers", "onnx", "onnx-fp32", ...) or
+        "auto" (onnx int8 on a CPU-only machine, transformers where CUDA is available).
+        """
+        from ric.models import load_adapter_meta, load_engine
 
         if adapter is not None:
             meta = load_adapter_meta(adapter)
-            m, tok = load_model(model, adapter=str(adapter), dtype=dtype)
-        elif meta is not None:
-            m, tok = load_model(model or meta.base_model, dtype=dtype)
-        else:
+        elif meta is None:
             raise ValueError("pass a RiC adapter folder, or metadata for an unconditioned model")
-        return cls(m, tok, meta, conditioned=adapter is not None)
+        name = model if adapter is not None else (model or meta.base_model)
+        args = {"name": name, "adapter": adapter, "dtype": dtype}
+        engine, torch_model, tok = load_engine(backend, threads=threads, **args)
+        steer = cls(torch_model, tok, meta, conditioned=adapter is not None, engine=engine)
+        steer._load_args = args
+        return steer
+
+    @property
+    def model(self):
+        """The torch model (for log-probabilities and training probes); loaded on first use
+        when the engine is not the transformers one."""
+        if self._model is None:
+            from ric.models import load_model
+
+            a = self._load_args
+            self._model, _ = load_model(a["name"], adapter=a["adapter"], dtype=a["dtype"])
+        return self._model
 
     @property
     def reward_names(self) -> list[str]:
         return list(self.meta.reward_names)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.name
 
     def desired(self, weights: Sequence[float], method: str | None = None) -> np.ndarray:
         return preference_to_rewards(weights, method=method or self.meta.mapping, stats=self.stats)
@@ -91,6 +126,35 @@ class SteerableModel:
         raw = np.stack([fn(prompts, responses) for fn in self._rewards], axis=1)
         return self.stats.normalize(raw)
 
+    def complete(
+        self,
+        inputs: list[str],
+        settings: GenerationSettings | None = None,
+        seed: int | None = None,
+        batch_size: int = 16,
+        progress: bool = True,
+        desc: str = "generating",
+    ) -> list[Completion]:
+        """Completions of fully formatted model inputs (data sampling, MORS, sweeps)."""
+        with self.lock:
+            return self.engine.complete(inputs, settings, seed, batch_size, progress, desc)
+
+    def complete_batch(
+        self,
+        prompts: list[str],
+        weights: Sequence[float],
+        settings: GenerationSettings | None = None,
+        method: str | None = None,
+        batch_size: int = 16,
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> tuple[list[Completion], np.ndarray, np.ndarray]:
+        """(completions, desired (n_rewards,), achieved (n, n_rewards)) for single-turn prompts."""
+        desired = self.desired(weights, method)
+        inputs = [self.prompt(p, desired) for p in prompts]
+        done = self.complete(inputs, settings, seed, batch_size, progress)
+        return done, desired, self.score(prompts, [c.text for c in done])
+
     def generate_batch(
         self,
         prompts: list[str],
@@ -102,13 +166,10 @@ class SteerableModel:
         progress: bool = True,
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(responses, desired (n_rewards,), achieved (n, n_rewards)) for single-turn prompts."""
-        desired = self.desired(weights, method)
-        inputs = [self.prompt(p, desired) for p in prompts]
-        with self.lock:
-            texts = generate(
-                self.model, self.tokenizer, inputs, settings, batch_size, seed, progress
-            )
-        return texts, desired, self.score(prompts, texts)
+        done, desired, achieved = self.complete_batch(
+            prompts, weights, settings, method, batch_size, seed, progress
+        )
+        return [c.text for c in done], desired, achieved
 
     def reply(
         self,
@@ -118,33 +179,55 @@ class SteerableModel:
         settings: GenerationSettings | None = None,
         seed: int | None = None,
     ) -> Reply:
-        """One single-turn reply with its desired and achieved rewards."""
+        """One single-turn reply with its desired and achieved rewards. Without a seed it joins
+        whatever other live requests are running (one batch); a seed makes it repeatable, so it
+        runs alone."""
         prompt, notices = check_user_prompt(prompt)
-        texts, desired, achieved = self.generate_batch(
-            [prompt], weights, settings, method, batch_size=1, seed=seed, progress=False
-        )
+        if seed is None:
+            desired = self.desired(weights, method)
+            *_, text = ("", *self.batcher.stream(self.prompt(prompt, desired), settings))
+            achieved = self.score([prompt], [text])
+        else:
+            texts, desired, achieved = self.generate_batch(
+                [prompt], weights, settings, method, batch_size=1, seed=seed, progress=False
+            )
+            text = texts[0]
         return Reply(
-            texts[0], list(map(float, weights)), desired.tolist(), achieved[0].tolist(), notices
+            text, list(map(float, weights)), desired.tolist(), achieved[0].tolist(), notices
         )
+
+    @property
+    def batcher(self) -> Batcher:
+        if self._batcher is None:
+            self._batcher = Batcher(self.engine)
+        return self._batcher
+
+    def queue_position(self) -> int:
+        """Requests ahead of a new live one (0: it starts at once)."""
+        return self._batcher.position() if self._batcher else 0
 
     def stream_chat(
         self,
-        messages: list[dict],
+        messages: str | list[dict],
         weights: Sequence[float],
         method: str | None = None,
         settings: GenerationSettings | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Growing reply text for a multi-turn chat whose last message is the user's."""
+        """Growing reply text for a chat whose last message is the user's. Concurrent callers
+        are decoded together in one batch (their weights may differ)."""
         desired = self.desired(weights, method)
-        text = self.prompt(messages, desired)
-        with self.lock:
-            yield from stream(self.model, self.tokenizer, text, settings, stop)
+        yield from self.batcher.stream(self.prompt(messages, desired), settings, stop)
 
 
 def check_user_prompt(prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> tuple[str, list[str]]:
-    """Reject empty prompts; truncate over-long ones with a notice the UI can show."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    """Reject what is not text (or not valid Unicode) and empty prompts; truncate over-long ones
+    with a notice the UI can show. Tags and control tokens are removed later, where the prompt
+    is formatted for the model (ric.conditioning.sanitize_with_notices)."""
+    from ric.validation import check_text
+
+    prompt = check_text(prompt, "prompt")
+    if not prompt.strip():
         raise ValueError("the prompt is empty: type a message first")
     notices = []
     if len(prompt) > max_chars:

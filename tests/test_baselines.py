@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import ric.baselines as baselines
-import ric.training as training
+import ric.sft as training
 from ric.artifacts import RicMeta, write_json, write_jsonl
 from ric.baselines import (
     MorlhfRecipe,

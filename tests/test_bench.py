@@ -14,7 +14,7 @@ from ric.baselines import MorlhfRecipe, SoupsRecipe
 from ric.config import load_config
 from ric.mapping import simplex_grid
 from ric.pareto import hypervolume
-from ric.training import SFTRecipe
+from ric.sft import SFTRecipe
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["positivity", "brevity"]

@@ -430,3 +430,26 @@ def test_sd_full_finetune(tiny_sd, tmp_path):
     assert not (folder / "pytorch_lora_weights.safetensors").exists()
     images, _, _ = SteerableImageModel.load(folder).generate([1.0, 0.0], n=1, prompt="x")
     assert images[0].size == (32, 32)
+
+
+def test_sd_loads_from_safetensors_only(tiny_sd, tmp_path):
+    """The same pipeline with its UNet saved as a pickle (.bin) is refused, not unpickled."""
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    pipe_dir, _ = tiny_sd
+    meta = RicMeta(str(pipe_dir), ["a", "b"], {}, {}, kind="image", extra={"backend": "sd"})
+    ric.diffusion._SDBackend(tmp_path, meta, torch.device("cpu"), base=True)  # loads
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(pipe_dir, pickled)
+    unet = UNet2DConditionModel.from_pretrained(pickled / "unet")
+    shutil.rmtree(pickled / "unet")
+    unet.save_pretrained(pickled / "unet", safe_serialization=False)
+    assert (pickled / "unet" / "diffusion_pytorch_model.bin").exists()
+    meta.base_model = str(pickled)
+    with pytest.raises(RuntimeError, match="from safetensors"):
+        ric.diffusion._SDBackend(tmp_path, meta, torch.device("cpu"), base=True)
+    with pytest.raises(RuntimeError, match="safetensors"):
+        ric.diffusion.load_sd_components(str(pickled))

@@ -3,8 +3,15 @@ import threading
 import pytest
 import torch
 
-from ric.generation import GenerationSettings, generate, is_degenerate, stream
-from ric.models import load_model
+from ric.generation import (
+    Batcher,
+    GenerationSettings,
+    OnnxEngine,
+    TransformersEngine,
+    generate,
+    is_degenerate,
+)
+from ric.models import load_engine, load_model, load_tokenizer, onnx_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +38,95 @@ def test_seed_makes_sampling_repeatable(tiny):
 
 
 def test_stream_grows_and_stops(tiny):
-    model, tok = tiny
+    engine = TransformersEngine(*tiny)
     s = GenerationSettings(max_new_tokens=8, do_sample=False)
-    pieces = list(stream(model, tok, "hello", s))
-    final = generate(model, tok, ["hello"], s, progress=False)[0]
-    assert pieces and pieces[-1] == final
+    pieces = list(engine.stream("hello", s))
+    final = engine.complete(["hello"], s, progress=False)[0]
+    assert pieces and pieces[-1] == final.text
+    assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))
     stop = threading.Event()
     stop.set()
-    stopped = list(stream(model, tok, "hello", GenerationSettings(max_new_tokens=50), stop=stop))
+    stopped = list(engine.stream("hello", GenerationSettings(max_new_tokens=50), stop=stop))
     assert len(stopped) <= 2
+
+
+def test_completion_counts_tokens_and_end_of_text(tiny):
+    model, tok = tiny
+    engine = TransformersEngine(model, tok)
+    (capped,) = engine.complete(["hello"], GenerationSettings(6, do_sample=False), progress=False)
+    assert (capped.n_tokens, capped.finished) == (6, False)
+    # Make end-of-text the only choice: every row must end by itself after one token.
+    bias = torch.full((len(tok),), -1e4)
+    bias[tok.eos_token_id] = 1e4
+    with torch.no_grad():
+        model.lm_head.bias = torch.nn.Parameter(bias)
+    try:
+        ended = engine.complete(["hello", "my dog"], GenerationSettings(6), progress=False)
+    finally:
+        model.lm_head.bias = None
+    assert [(c.text, c.n_tokens, c.finished) for c in ended] == [("", 1, True)] * 2
+
+
+@pytest.fixture(scope="module")
+def onnx_engine(tiny_adapter_dir):
+    folder = onnx_model_dir(adapter=tiny_adapter_dir, precision="fp32")
+    return OnnxEngine(folder, load_tokenizer(str(folder)), threads=1)
+
+
+PROMPTS = ["hello", "the weather is sunny and bright today", "my dog", "explain it in detail"]
+
+
+def test_onnx_export_matches_transformers_greedy(tiny_adapter_dir, onnx_engine):
+    """The fp32 export of base + merged LoRA decodes exactly like transformers; its right-padded
+    batches give what one prompt at a time gives."""
+    greedy = GenerationSettings(max_new_tokens=8, do_sample=False)
+    model, tok = load_model(adapter=str(tiny_adapter_dir), merge=True)
+    reference = TransformersEngine(model, tok).complete(PROMPTS, greedy, progress=False)
+    batched = onnx_engine.complete(PROMPTS, greedy, batch_size=4, progress=False)
+    single = [onnx_engine.complete([p], greedy, progress=False)[0] for p in PROMPTS]
+    assert batched == single == reference
+    s = GenerationSettings(max_new_tokens=8, temperature=1.0)
+    a = onnx_engine.complete(PROMPTS, s, seed=4, progress=False)
+    assert a == onnx_engine.complete(PROMPTS, s, seed=4, progress=False)
+
+
+def test_onnx_export_is_cached_by_content(tiny_adapter_dir, onnx_engine):
+    again = onnx_model_dir(adapter=tiny_adapter_dir, precision="fp32")
+    assert again == onnx_engine.folder
+    with pytest.raises(ValueError, match="precision"):
+        onnx_model_dir(adapter=tiny_adapter_dir, precision="int3")
+    with pytest.raises(ValueError, match="backend"):
+        load_engine("vllm-on-cpu", adapter=tiny_adapter_dir)
+
+
+def test_batcher_serves_concurrent_requests_together(onnx_engine):
+    """Requests that arrive together share a batch and each gets its own greedy reply."""
+    greedy = GenerationSettings(max_new_tokens=6, do_sample=False)
+    expected = [onnx_engine.complete([p], greedy, progress=False)[0].text for p in PROMPTS]
+    batch_sizes = []
+    real = onnx_engine.stream_batch
+
+    def spy(prompts, *a, **k):
+        batch_sizes.append(len(prompts))
+        return real(prompts, *a, **k)
+
+    onnx_engine.stream_batch = spy
+    try:
+        batcher = Batcher(onnx_engine, window_s=0.2)
+        results = [None] * len(PROMPTS)
+
+        def user(i):
+            *_, results[i] = batcher.stream(PROMPTS[i], greedy)
+
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(len(PROMPTS))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        del onnx_engine.stream_batch
+    assert results == expected
+    assert batch_sizes == [4]
 
 
 def test_load_model_dtype_and_errors(tiny_model_dir):
@@ -67,6 +154,8 @@ def test_bad_settings(kwargs, match):
 def test_bad_prompts(tiny):
     with pytest.raises(ValueError, match="list of str"):
         generate(*tiny, "just a string", progress=False)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        GenerationSettings(max_new_tokens=True)
 
 
 def test_is_degenerate():

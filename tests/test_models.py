@@ -4,7 +4,7 @@ import pytest
 
 from ric.conditioning import format_conditioned_prompt
 from ric.generation import GenerationSettings, generate
-from ric.models import default_model_dir, load_model
+from ric.models import default_model_dir, load_adapter_meta, load_model
 
 
 @pytest.mark.slow
@@ -21,3 +21,23 @@ def test_embedded_default_generates_offline(monkeypatch):
         model, tok, [prompt], GenerationSettings(max_new_tokens=24), seed=0, progress=False
     )
     assert len(reply.split()) >= 3
+
+
+def test_adapter_without_safetensors_is_refused(tiny_adapter_dir, tmp_path):
+    """A .bin adapter is a pickle, which can run code when loaded: refused before loading."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin_adapter"
+    shutil.copytree(tiny_adapter_dir, folder)
+    weights = folder / "adapter_model.safetensors"
+    torch.save(load_file(weights), folder / "adapter_model.bin")
+    weights.unlink()
+    with pytest.raises(ValueError, match="found: adapter_model.bin.*safetensors only"):
+        load_model(adapter=str(folder))
+    with pytest.raises(ValueError, match="safetensors only"):
+        load_adapter_meta(folder)
+    model, _ = load_model(adapter=str(tiny_adapter_dir))  # the safetensors original loads
+    assert any("lora_" in name for name, _ in model.named_parameters())

@@ -48,3 +48,15 @@ def test_bad_input(steer):
         steer.reply("hi", [0.2, 0.3, 0.5])
     text, notices = check_user_prompt("x" * 5000, max_chars=100)
     assert len(text) == 100 and "truncated" in notices[0]
+
+
+def test_backends_agree_and_torch_model_loads_on_demand(tiny_adapter_dir):
+    greedy = GenerationSettings(max_new_tokens=6, do_sample=False)
+    prompts = ["hello", "my dog is sad", "explain it"]
+    ref = SteerableModel.load(tiny_adapter_dir, dtype="float32", backend="transformers")
+    fast = SteerableModel.load(tiny_adapter_dir, dtype="float32", backend="onnx-fp32")
+    assert (ref.backend, fast.backend) == ("transformers", "onnx")
+    a, desired_a, achieved_a = ref.complete_batch(prompts, [0.3, 0.7], greedy, progress=False)
+    b, desired_b, achieved_b = fast.complete_batch(prompts, [0.3, 0.7], greedy, progress=False)
+    assert a == b and np.allclose(achieved_a, achieved_b) and np.allclose(desired_a, desired_b)
+    assert fast._model is None and fast.model is not None  # loaded only when asked for

@@ -9,29 +9,13 @@ same adapter. Writes OUT/iter_<k>/ (samples, scores, sft/adapter, mors.json) and
 (the last iteration's adapter). Rerun the same command to resume.
 """
 
-import shutil
-from pathlib import Path
-
-from ric.artifacts import read_jsonl
 from ric.config import parse_args
-from ric.training import OnlineRecipe, mors_iteration
+from ric.mors import OnlineRecipe, run_online
 
 
 def main(argv=None):
     recipe = parse_args(OnlineRecipe, argv, description=__doc__)
-    adapter, kept = recipe.adapter, []
-    for it in range(1, recipe.iterations + 1):
-        done = Path(recipe.out_dir) / f"iter_{it}" / "mors.json"
-        if done.exists():  # finished on an earlier run: reuse its adapter and kept samples
-            adapter = str(done.parent / "sft" / "adapter")
-            kept += [r for r in read_jsonl(done.parent / "kept.jsonl")]
-            continue
-        adapter, kept = mors_iteration(recipe, adapter, it, kept)
-    final = Path(recipe.out_dir) / "adapter"
-    if final.exists():
-        shutil.rmtree(final)
-    shutil.copytree(adapter, final)
-    print(f"online adapter written to {final}")
+    print(f"online adapter written to {run_online(recipe)}")
 
 
 if __name__ == "__main__":

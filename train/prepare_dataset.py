@@ -12,7 +12,7 @@ scores are kept and only the rest is done.
 """
 
 from ric.config import parse_args
-from ric.training import PrepareConfig, prepare_dataset
+from ric.data import PrepareConfig, prepare_dataset
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ Checkpoints go to OUT/checkpoints/; rerunning the same command resumes from the 
 """
 
 from ric.config import parse_args
-from ric.training import SFTRecipe, train_sft
+from ric.sft import SFTRecipe, train_sft
 
 
 def main(argv=None):

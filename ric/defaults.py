@@ -1,0 +1,28 @@
+"""The embedded default in one place: base model, reward names, prompt files.
+
+Recipes (train/recipes/cpu_*.yaml), the app's fallback and the benches read these; a test checks
+that the shipped recipes agree with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Default:
+    model: str = "smollm2-135m-instruct"
+    # The pair the default model is conditioned on, in tag order (docs/REWARDS.md: chosen from
+    # each candidate's spread and the pairwise conflicts over the base model's own samples).
+    rewards: tuple[str, ...] = ("positivity", "brevity")
+    # Every text reward the offline data is scored with, so the pair can be re-chosen without
+    # sampling again.
+    candidate_rewards: tuple[str, ...] = ("relevance", "positivity", "brevity", "harmlessness")
+    train_prompts: str = "assets/prompts/train.txt"
+    eval_prompts: str = "assets/prompts/eval.txt"
+    unseen_prompts: str = "assets/prompts/unseen30.txt"
+    # Hidden instructions for sampling the offline data (never in a training prompt).
+    instructions: str = "assets/prompts/instructions.txt"
+
+
+DEFAULT = Default()

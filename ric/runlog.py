@@ -1,0 +1,163 @@
+"""What a run records about itself: command line, CPU and wall time, machine, lineage.
+
+Every figure of cost in the docs comes from here: `RunClock` sums the wall and CPU seconds of
+every attempt of a resumable step (killed ones too) in the step's `cost.jsonl`, and
+`lineage_cpu_seconds` sums the steps behind an adapter from their own logs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ric.artifacts import RicMeta, append_jsonl, read_json, read_jsonl
+
+COST_FILE = "cost.jsonl"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children: the cost figure benchmarks report."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def command_line() -> str:
+    """How this process was started, recorded in every log so a figure names its command."""
+    return " ".join(["python", *sys.argv])
+
+
+def set_threads_from_env() -> int:
+    """torch threads = OMP_NUM_THREADS when set (the rebuild runs on one core of a shared
+    machine); returns the count in use."""
+    import torch
+
+    n = os.environ.get("OMP_NUM_THREADS")
+    if n and n.isdigit() and int(n) > 0:
+        torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+def machine_info() -> dict:
+    """What a benchmark number needs next to it: CPU model, cores, threads, library versions."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+class RunClock:
+    """Wall and CPU seconds of a resumable step, summed over all its attempts.
+
+    Each attempt (one process) appends its running totals to FOLDER/cost.jsonl at every `tick`
+    and, from a background thread, every `every` seconds; the step's cost is the sum over
+    attempts of each attempt's last line. A killed attempt therefore still counts up to its
+    last tick (at most `every` seconds are lost), and nothing is counted twice.
+    """
+
+    def __init__(self, folder: str | Path, every: float = 30.0):
+        self.path = Path(folder) / COST_FILE
+        self.attempt = f"{os.getpid()}-{time.time():.3f}"
+        self.t0, self.c0 = time.time(), cpu_seconds()
+        self._stop, self._lock = threading.Event(), threading.Lock()
+        if every:
+            threading.Thread(target=self._loop, args=(every,), daemon=True).start()
+
+    def _loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.tick()
+
+    def tick(self) -> dict:
+        """Record this attempt's cost so far; returns the step's total over all attempts."""
+        with self._lock:
+            row = {
+                "attempt": self.attempt,
+                "wall": round(time.time() - self.t0, 3),
+                "cpu": round(cpu_seconds() - self.c0, 3),
+            }
+            append_jsonl(self.path, [row])
+            return self.total()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        return self.tick()
+
+    def total(self) -> dict:
+        return clock_total(self.path.parent)
+
+
+def clock_total(folder: str | Path) -> dict:
+    """{"wall_seconds", "cpu_seconds", "attempts"} summed from FOLDER/cost.jsonl."""
+    last: dict[str, dict] = {}
+    for row in read_jsonl(Path(folder) / COST_FILE):
+        last[row["attempt"]] = row
+    return {
+        "wall_seconds": round(sum(r["wall"] for r in last.values()), 1),
+        "cpu_seconds": round(sum(r["cpu"] for r in last.values()), 1),
+        "attempts": len(last),
+    }
+
+
+def logged_cpu_seconds(path: Path) -> float | None:
+    """The cpu_seconds a run's own log (data.json, train_log.json, mors.json) recorded."""
+    return read_json(path).get("cpu_seconds") if path.exists() else None
+
+
+def adapter_lineage(adapter: str | Path) -> list[dict]:
+    """Every training stage behind an adapter, oldest first, from the recipes its ric.json
+    files record (each stage's init_adapter names the one before): [{"adapter", "out_dir",
+    "data_dir"}]. A MORS iteration's stage sits in iter_<k>/sft next to its mors.json. Costs
+    and data of a multi-stage model are summed over this chain, so nothing is counted twice
+    and no stage is forgotten."""
+    chain, seen, current = [], set(), str(adapter)
+    while current:
+        key = str(Path(current).resolve())
+        if key in seen:
+            raise ValueError(f"adapter lineage loops at {current}")
+        seen.add(key)
+        recipe = RicMeta.load(current).extra.get("recipe", {})
+        chain.append(
+            {
+                "adapter": current,
+                "out_dir": recipe.get("out_dir", str(Path(current).parent)),
+                "data_dir": recipe.get("data_dir"),
+            }
+        )
+        current = recipe.get("init_adapter")
+    return chain[::-1]
+
+
+def lineage_cpu_seconds(adapter: str | Path) -> dict:
+    """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
+    (None where a log is missing): each data set once, each SFT stage, each MORS sampling."""
+    parts: dict[str, float | None] = {}
+    for stage in adapter_lineage(adapter):
+        data = stage["data_dir"]
+        if data and f"data {data}" not in parts:
+            parts[f"data {data}"] = logged_cpu_seconds(Path(data) / "data.json")
+        out = Path(stage["out_dir"])
+        mors = out.parent / "mors.json"
+        if mors.exists():
+            parts[f"MORS {out.parent}"] = logged_cpu_seconds(mors)
+        parts[f"SFT {out}"] = logged_cpu_seconds(out / "train_log.json")
+    return parts

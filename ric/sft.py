@@ -1,0 +1,398 @@
+"""Reward-conditioned SFT (METHOD.md sections 3-4): LoRA through TRL's SFTTrainer.
+
+Prompt-completion pairs whose prompts carry the response's own normalized rewards; loss on the
+completion (the model's own answer, plus EOS) only. `save_adapter` is the one way an adapter
+folder is written (RiC SFT, its MORS stages and every baseline): whole or not at all, with its
+metadata. `ResumableCheckpoints` is the one checkpoint rule every trainer follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import numpy as np
+
+from ric.artifacts import (
+    CHECKPOINT_DONE,
+    RicMeta,
+    atomic_dir,
+    clean_stale_tmp,
+    last_checkpoint,
+    read_json,
+    write_json,
+)
+from ric.conditioning import ConditioningFormat, format_conditioned_prompt, format_plain_prompt
+from ric.config import field
+from ric.data import load_dataset_rows, reward_prompt
+from ric.defaults import DEFAULT
+from ric.normalization import RewardStats
+from ric.runlog import RunClock, command_line, set_threads_from_env
+
+TRAIN_LOG = "train_log.json"
+
+
+@dataclasses.dataclass
+class SFTRecipe:
+    data_dir: str = field("runs/data", "prepared dataset folder")
+    out_dir: str = field("runs/sft", "output folder: checkpoints/, adapter/, train_log.json")
+    model: str | None = field(None, "base model id or path; None = embedded SmolLM2-135M")
+    rewards: list = field(list(DEFAULT.rewards), "rewards to condition on, in tag order")
+    conditioning: dict = field(
+        {"style": "chat", "tag": "<rm{i}_score>", "position": "user_end", "decimals": 1},
+        "ConditioningFormat fields",
+    )
+    mapping: str = field("ric", "default preference mapping stored with the adapter")
+    range_source: str = field("data", "mapping range: 'data' or 'gaussian'")
+    range_quantiles: list = field([0.0, 1.0], "for range_source=data: quantiles for low/high")
+    init_adapter: str | None = field(None, "continue training this adapter (online stage)")
+    conditioned: bool = field(
+        True, "write each response's rewards into its prompt (False: plain prompts, baselines)"
+    )
+    lora_r: int = field(16, "LoRA rank")
+    lora_alpha: int = field(32, "LoRA alpha")
+    lora_dropout: float = field(0.05, "LoRA dropout")
+    target_modules: str | list = field("all-linear", "LoRA target modules")
+    lora_layers: int | None = field(
+        None, "LoRA on the last N transformer layers only (None: all); backprop then stops there"
+    )
+    learning_rate: float = field(1.414e-4, "peak learning rate")
+    lr_scheduler: str = field("linear", "linear | constant | cosine")
+    warmup_steps: int = field(0, "warmup steps")
+    weight_decay: float = field(0.01, "weight decay")
+    batch_size: int = field(8, "per-device batch size")
+    grad_accum: int = field(1, "gradient accumulation steps")
+    max_steps: int = field(-1, "stop after this many steps (-1: run num_epochs)")
+    num_epochs: float = field(1.0, "epochs when max_steps is -1")
+    max_length: int = field(512, "max tokens per sequence (prompt + response)")
+    save_steps: int = field(100, "checkpoint every N steps (resume from the latest)")
+    logging_steps: int = field(10, "log every N steps")
+    bf16: bool = field(False, "bf16 autocast (CPUs with avx512_bf16, or GPUs)")
+    load_in_8bit: bool = field(False, "8-bit base weights (bitsandbytes, GPU only; paper runs)")
+    gradient_checkpointing: bool = field(False, "trade compute for memory (large models)")
+    seed: int = field(0, "random seed")
+
+
+def lora_config(
+    model,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: str | list,
+    lora_layers: int | None,
+):
+    """LoraConfig as train_sft builds it: optionally on the last `lora_layers` layers only."""
+    import torch
+    from peft import LoraConfig
+
+    layers, targets = None, target_modules
+    if lora_layers is not None:
+        total = model.config.num_hidden_layers
+        if not 1 <= lora_layers <= total:
+            raise ValueError(f"lora_layers must be in [1, {total}], got {lora_layers}")
+        layers = list(range(total - lora_layers, total))
+        if isinstance(targets, str):
+            # peft needs explicit module names with layers_to_transform: every Linear but the head.
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, torch.nn.Linear) and "lm_head" not in name
+                }
+            )
+    return LoraConfig(
+        layers_to_transform=layers,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_sft_examples(
+    rows: list[dict], stats: RewardStats, fmt: ConditioningFormat, tokenizer, conditioned=True
+) -> list[dict]:
+    """Prompt-completion pairs: each prompt carries its own response's normalized rewards
+    (conditioned=False: plain chat prompts without tags, for single-reward baselines)."""
+    raw = np.array([r["raw"] for r in rows])
+    z = stats.normalize(raw) if conditioned else [None] * len(rows)
+    eos = tokenizer.eos_token
+    out = []
+    for r, zi in zip(rows, z, strict=True):
+        prompt = r["prompt"]
+        if fmt.style == "chat" and prompt.startswith("\n\nHuman:"):
+            prompt = reward_prompt(prompt)
+        # Only the user's request: a hidden sampling instruction (row["instruction"]) never
+        # reaches a training prompt.
+        if conditioned:
+            text = format_conditioned_prompt(
+                prompt, zi, fmt, tokenizer=tokenizer, names=stats.names
+            )
+        elif fmt.style == "chat":
+            text = format_plain_prompt(prompt, tokenizer, fmt)
+        else:
+            raise ValueError("unconditioned examples are built for the 'chat' style only")
+        # HH-style prompts end in "Assistant:" and the response follows after a space.
+        completion = (" " if fmt.style != "chat" else "") + r["response"] + eos
+        out.append({"prompt": text, "completion": completion})
+    return out
+
+
+def completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
+    """log p(completion | prompt) in nats, summed over the completion's tokens."""
+    import torch
+
+    p = tokenizer(prompt, add_special_tokens=False).input_ids
+    c = tokenizer(completion, add_special_tokens=False).input_ids
+    ids = torch.tensor([p + c], device=model.device)
+    with torch.no_grad():
+        logp = model(ids).logits[0, len(p) - 1 : -1].float().log_softmax(-1)
+    return logp[torch.arange(len(c)), torch.tensor(c)].sum().item()
+
+
+def tag_contrast(
+    model,
+    tokenizer,
+    rows: list[dict],
+    stats: RewardStats,
+    fmt: ConditioningFormat,
+    n_pairs: int = 48,
+    seed: int = 0,
+) -> dict:
+    """How much a model reads its reward tags, without generating: pairs of responses to the
+    same prompt with different rewards; each response's NLL (summed over its tokens) under the
+    other response's tags minus under its own. Near 0 = the tags are ignored; a model that
+    follows them finds a response less likely under the wrong tags. Cheap enough to run after
+    every SFT stage, before paying for a preference sweep."""
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["prompt"], []).append(r)
+    rng = random.Random(seed)
+    pairs = []
+    for prompt in rng.sample(sorted(groups), len(groups)):
+        g = [r for r in groups[prompt] if r["response"].strip()]
+        if len(g) >= 2:
+            a, b = rng.sample(g, 2)
+            if (
+                np.round(stats.normalize(np.array(a["raw"])), 1).tolist()
+                != np.round(stats.normalize(np.array(b["raw"])), 1).tolist()
+            ):
+                pairs.append((a, b))
+        if len(pairs) == n_pairs:
+            break
+    if not pairs:
+        raise ValueError("tag_contrast needs prompts with at least two differently scored rows")
+
+    def nll(prompt: str, completion: str) -> float:
+        return -completion_logprob(model, tokenizer, prompt, completion)
+
+    diffs = []
+    for a, b in pairs:
+        own = build_sft_examples([a], stats, fmt, tokenizer)[0]
+        swapped = build_sft_examples([{**b, "response": a["response"]}], stats, fmt, tokenizer)[0]
+        diffs.append(
+            nll(swapped["prompt"], own["completion"]) - nll(own["prompt"], own["completion"])
+        )
+    d = np.array(diffs)
+    return {
+        "mean_nll_increase": float(d.mean()),
+        "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
+        "frac_positive": float((d > 0).mean()),
+        "n_pairs": len(d),
+    }
+
+
+def save_adapter(model, folder: str | Path, meta: RicMeta) -> Path:
+    """Write a LoRA adapter folder whole (temp folder + rename): weights (safetensors), ric.json
+    and reward_stats.json. Every trainer in ric saves through here."""
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        RewardStats.from_dict(meta.stats).save(tmp)
+        meta.save(tmp)
+    return folder
+
+
+def checkpoint_callback(clock: RunClock | None = None):
+    """The checkpoint rule of every ric trainer, as a TrainerCallback: the last step is always
+    saved, a checkpoint is marked done (CHECKPOINT_DONE) only after the trainer has written all
+    of it, and each save records the run's cost so far."""
+    from transformers import TrainerCallback
+
+    class ResumableCheckpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kw):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir() and state.is_world_process_zero:
+                (folder / CHECKPOINT_DONE).write_text(f"{state.global_step}\n")
+            if clock:
+                clock.tick()
+            return control
+
+    return ResumableCheckpoints()
+
+
+def run_trainer(trainer, checkpoints: Path) -> dict:
+    """Train, resuming from the newest whole checkpoint. A run whose last checkpoint already
+    reached max_steps is not trained again (one more step would change the adapter): its
+    weights are loaded from that checkpoint instead. Returns {"steps", "train_loss",
+    "log_history"}."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    resume = last_checkpoint(checkpoints)
+    if resume:
+        state = read_json(Path(resume) / "trainer_state.json")
+        target = trainer.args.max_steps if trainer.args.max_steps > 0 else state["max_steps"]
+        if state["global_step"] >= target > 0:
+            print(f"ric: {resume} is the final step; loading it, not training", flush=True)
+            weights = load_file(str(Path(resume) / "adapter_model.safetensors"))
+            set_peft_model_state_dict(trainer.model, weights)
+            history = state["log_history"]
+            losses = [h["loss"] for h in history if "loss" in h]
+            return {
+                "steps": state["global_step"],
+                "train_loss": float(np.mean(losses)) if losses else None,
+                "log_history": history,
+            }
+        print(f"ric: resuming from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+    return {
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "log_history": trainer.state.log_history,
+    }
+
+
+def train_sft(
+    recipe: SFTRecipe,
+    rows: list[dict] | None = None,
+    stats: RewardStats | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """LoRA SFT; returns out_dir/adapter (LoRA weights + ric.json + reward_stats.json).
+    `extra` is merged into the adapter's ric.json "extra" (a baseline's description)."""
+    import torch
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from ric.models import load_tokenizer, resolve_model
+
+    set_threads_from_env()
+    out = Path(recipe.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(out)
+    clock = RunClock(out)
+    fmt = ConditioningFormat.from_dict(recipe.conditioning)
+    if rows is None:
+        rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
+    if stats is None:
+        stats = RewardStats.fit(
+            np.array([r["raw"] for r in rows]),
+            list(recipe.rewards),
+            range_source=recipe.range_source,
+            range_quantiles=recipe.range_quantiles,
+        )
+    base = recipe.model
+    if recipe.init_adapter:
+        base = base or RicMeta.load(recipe.init_adapter).base_model
+    path = resolve_model(base)
+    tok = load_tokenizer(path)
+    tok.padding_side = "right"  # training pads on the right; generation uses left
+    examples = build_sft_examples(rows, stats, fmt, tok, recipe.conditioned)
+    dataset = Dataset.from_list(examples).shuffle(seed=recipe.seed)
+
+    kwargs = {}
+    if recipe.load_in_8bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, use_safetensors=True, **kwargs
+    )
+    peft_config = None
+    if recipe.init_adapter:
+        model = PeftModel.from_pretrained(model, recipe.init_adapter, is_trainable=True)
+    else:
+        peft_config = lora_config(
+            model,
+            recipe.lora_r,
+            recipe.lora_alpha,
+            recipe.lora_dropout,
+            recipe.target_modules,
+            recipe.lora_layers,
+        )
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_steps,
+        weight_decay=recipe.weight_decay,
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.grad_accum,
+        max_steps=recipe.max_steps,
+        num_train_epochs=recipe.num_epochs,
+        max_length=recipe.max_length,
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        logging_steps=recipe.logging_steps,
+        bf16=recipe.bf16,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        completion_only_loss=True,
+        use_cpu=not torch.cuda.is_available(),
+        report_to=[],
+        seed=recipe.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[checkpoint_callback(clock)],
+    )
+    result = run_trainer(trainer, out / "checkpoints")
+
+    adapter_dir = out / "adapter"
+    if trainer.accelerator.is_main_process:
+        contrast = None
+        if recipe.conditioned:
+            trainer.model.eval()
+            contrast = tag_contrast(trainer.model, tok, rows, stats, fmt, seed=recipe.seed)
+            print(f"ric: tag contrast {contrast}", flush=True)
+        meta = RicMeta(
+            base_model=base or DEFAULT.model,
+            reward_names=list(recipe.rewards),
+            stats=stats.to_dict(),
+            conditioning=fmt.to_dict(),
+            mapping=recipe.mapping,
+            extra={
+                "recipe": dataclasses.asdict(recipe),
+                "n_examples": len(examples),
+                **(extra or {}),
+            },
+        )
+        save_adapter(trainer.model, adapter_dir, meta)
+        write_json(
+            out / TRAIN_LOG,
+            {
+                "command": command_line(),
+                **result,
+                "n_examples": len(examples),
+                # Training rows, so this measures fit, not generalization (see tag_contrast).
+                "tag_contrast": contrast,
+                **clock.stop(),
+            },
+        )
+    return adapter_dir

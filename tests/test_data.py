@@ -1,0 +1,197 @@
+"""Offline data on a tiny in-code model: the model's own answers, resumable and reproducible."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from training_helpers import INSTRUCTIONS, PROMPTS, REWARDS, ending_model, prepare_cfg
+
+from ric.artifacts import read_jsonl
+from ric.data import (
+    PrepareConfig,
+    prepare_dataset,
+    read_instructions,
+    sampling_jobs,
+    sampling_meta,
+    trainable,
+)
+from ric.normalization import RewardStats
+from ric.steering import SteerableModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_model_dir):
+    return ending_model(tiny_model_dir, tmp_path_factory.mktemp("ending_lm"))
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
+    path.write_text(PROMPTS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def instructions_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("instr") / "instructions.txt"
+    path.write_text(INSTRUCTIONS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, model_dir, prompts_file):
+    out = tmp_path_factory.mktemp("data")
+    prepare_dataset(prepare_cfg(out, model_dir, prompts_file))
+    return out
+
+
+def test_prepare_writes_dataset_stats_and_lengths(data_dir):
+    samples = read_jsonl(data_dir / "samples.jsonl")
+    rows = read_jsonl(data_dir / "dataset.jsonl")
+    assert len(samples) == 12 and all({"n_tokens", "finished"} <= set(r) for r in samples)
+    assert [r["key"] for r in rows] == [r["key"] for r in samples if trainable(r)]
+    stats = RewardStats.load(data_dir)
+    assert stats.names == REWARDS and stats.n_samples == len(rows)
+    meta = json.loads((data_dir / "data.json").read_text())
+    share = np.mean([r["finished"] for r in samples])
+    assert meta["lengths"]["share_finished"] == round(share, 4) and 0 < share < 1
+    assert meta["cpu_seconds"] > 0 and meta["attempts"] == 1
+
+
+def _recording(monkeypatch) -> list:
+    """Wrap SteerableModel.complete: returns the list of (inputs, completions) of every call."""
+    calls, real = [], SteerableModel.complete
+
+    def complete(self, inputs, *a, **k):
+        out = real(self, inputs, *a, **k)
+        calls.append((list(inputs), out))
+        return out
+
+    monkeypatch.setattr(SteerableModel, "complete", complete)
+    return calls
+
+
+def test_training_responses_are_exactly_the_generated_text(
+    tmp_path, model_dir, prompts_file, instructions_file, monkeypatch
+):
+    """Issue 14 item 5: no project text in a response, no cut, no strip: a stored response is
+    the decoded completion, with its token count and end-of-text flag."""
+    calls = _recording(monkeypatch)
+    cfg = prepare_cfg(tmp_path, model_dir, prompts_file, instructions_file)
+    prepare_dataset(cfg)
+    made = [c for _, outs in calls for c in outs]
+    samples = read_jsonl(tmp_path / "samples.jsonl")
+    assert len(made) == len(samples) == 12
+    by_text = {}
+    for c in made:
+        by_text.setdefault(c.text, []).append(c)
+    for r in samples:
+        c = by_text[r["response"]].pop()
+        assert (r["n_tokens"], r["finished"]) == (c.n_tokens, c.finished)
+    for r in read_jsonl(tmp_path / "dataset.jsonl"):
+        assert r["finished"] and r["response"] in {c.text for c in made}
+
+
+def test_hidden_instructions_reach_sampling_never_training(
+    tmp_path, model_dir, prompts_file, instructions_file, monkeypatch
+):
+    from ric.conditioning import ConditioningFormat
+    from ric.sft import build_sft_examples
+
+    calls = _recording(monkeypatch)
+    cfg = prepare_cfg(tmp_path, model_dir, prompts_file, instructions_file)
+    prepare_dataset(cfg)
+    inputs = [x for ins, _ in calls for x in ins]
+    assert read_instructions(instructions_file) == ["", "Be brief.", "Be cheerful."]
+    used = {j["instruction"] for j in sampling_jobs(cfg)}
+    assert "Be brief." in used and any("Be brief." in x for x in inputs)
+    rows = read_jsonl(tmp_path / "dataset.jsonl")
+    stats = RewardStats.load(tmp_path)
+    steer = SteerableModel.load(
+        meta=sampling_meta(str(model_dir), REWARDS),
+        model=str(model_dir),
+        backend="transformers",
+    )
+    for ex in build_sft_examples(rows, stats, ConditioningFormat(), steer.tokenizer):
+        assert "Be brief." not in ex["prompt"] and "Be cheerful." not in ex["prompt"]
+
+
+def test_killed_prepare_resumes_to_the_same_rows(
+    tmp_path, model_dir, prompts_file, instructions_file, monkeypatch
+):
+    """Same recipe and seed -> same dataset, whether or not a run was killed on the way."""
+    whole = tmp_path / "whole"
+    prepare_dataset(prepare_cfg(whole, model_dir, prompts_file, instructions_file))
+    real, calls = SteerableModel.complete, []
+
+    def dying(self, inputs, *a, **k):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        calls.append(len(inputs))
+        return real(self, inputs, *a, **k)
+
+    monkeypatch.setattr(SteerableModel, "complete", dying)
+    cfg = prepare_cfg(tmp_path / "killed", model_dir, prompts_file, instructions_file)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(cfg)
+    before = read_jsonl(tmp_path / "killed" / "samples.jsonl")
+    assert 0 < len(before) < 12
+    with open(tmp_path / "killed" / "samples.jsonl", "a") as f:
+        f.write('{"key": "torn')  # and a torn tail on top
+    calls.clear()
+    monkeypatch.setattr(
+        SteerableModel,
+        "complete",
+        lambda s, i, *a, **k: calls.append(len(i)) or real(s, i, *a, **k),
+    )
+    prepare_dataset(cfg)
+    assert sum(calls) == 12 - len(before)  # only the rest generated
+    for name in ("samples.jsonl", "dataset.jsonl"):
+        assert read_jsonl(tmp_path / "killed" / name) == read_jsonl(whole / name)
+    data = json.loads((tmp_path / "killed" / "data.json").read_text())
+    assert data["attempts"] == 2  # the killed attempt's time is counted too
+    calls.clear()
+    prepare_dataset(cfg)  # nothing left to do
+    assert calls == [] and len(read_jsonl(tmp_path / "killed" / "scores.jsonl")) == len(
+        read_jsonl(whole / "scores.jsonl")
+    )
+
+
+def test_preference_dataset_input(tmp_path):
+    src = tmp_path / "hh.jsonl"
+    rows = [
+        {
+            "chosen": f"\n\nHuman: question {i}?\n\nAssistant: a kind answer {i}",
+            "rejected": f"\n\nHuman: question {i}?\n\nAssistant: no {i}",
+        }
+        for i in range(3)
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = prepare_dataset(
+        PrepareConfig(out_dir=str(tmp_path / "d"), hf_dataset=str(src), rewards=REWARDS)
+    )
+    data = read_jsonl(out / "dataset.jsonl")
+    assert len(data) == 6 and data[0]["prompt"].endswith("\n\nAssistant:")
+    assert data[0]["response"] == "a kind answer 0"
+
+
+def test_prompt_builder_regenerates_the_shipped_files_byte_for_byte(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_prompts", ROOT / "train/make_prompts.py")
+    mp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mp)
+    monkeypatch.setattr(mp, "OUT_DIR", tmp_path)
+    mp.main()
+    for name in ("train.txt", "eval.txt", "README.md"):
+        assert (tmp_path / name).read_bytes() == (ROOT / "assets/prompts" / name).read_bytes()
+
+
+def test_shipped_instructions_are_the_documented_ones():
+    hidden = read_instructions(ROOT / "assets/prompts/instructions.txt")
+    assert "" in hidden and len(hidden) >= 3
+    doc = (ROOT / "docs/TRAINING.md").read_text()
+    assert all(h in doc for h in hidden if h)

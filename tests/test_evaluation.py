@@ -1,0 +1,133 @@
+"""Preference sweeps on a tiny in-code model: fronts, guards, calibration, resume checks."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from training_helpers import PROMPTS, ending_model, prepare_cfg, sft_recipe
+
+from ric.artifacts import RicMeta, read_jsonl
+from ric.data import prepare_dataset, read_prompts
+from ric.evaluation import (
+    CalibrateConfig,
+    EvalConfig,
+    calibrate_range,
+    check_resume,
+    evaluate_front,
+    evaluate_tag_contrast,
+    pick_range,
+)
+from ric.normalization import RewardStats
+from ric.quality import GUARDS
+from ric.sft import train_sft
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("eval")
+    model = ending_model(tiny_model_dir, root / "lm")
+    prompts = root / "prompts.txt"
+    prompts.write_text(PROMPTS)
+    data = prepare_dataset(prepare_cfg(root / "data", model, prompts, samples_per_prompt=3))
+    adapter = train_sft(sft_recipe(root / "sft", model, data, learning_rate=1e-3))
+    return {"prompts": prompts, "data": data, "adapter": adapter}
+
+
+def eval_cfg(setup, out, **kw):
+    fields = dict(
+        adapter=str(setup["adapter"]),
+        prompts=str(setup["prompts"]),
+        max_prompts=4,
+        points=3,
+        max_new_tokens=8,
+        batch_size=8,
+        dtype="float32",
+        backend="transformers",
+        out=str(out),
+    )
+    return EvalConfig(**{**fields, **kw})
+
+
+def test_front_carries_every_guard_at_every_point_and_the_base(tmp_path, setup):
+    front = evaluate_front(eval_cfg(setup, tmp_path / "ev"))
+    assert [p["weights"] for p in front["points"]] == [[0, 1], [0.5, 0.5], [1, 0]]
+    assert len(front["reference_point"]) == 2 and "spearman" in front["controllability"]
+    base = evaluate_front(eval_cfg(setup, tmp_path / "b", base=True))
+    assert len(base["points"]) == 1 and base["points"][0]["weights"] is None
+    saved = [json.loads((tmp_path / d / "front.json").read_text()) for d in ("ev", "b")]
+    for f in saved:
+        for p in f["points"]:
+            assert set(GUARDS) <= set(p["guards"]), p["guards"]
+            assert 0 <= p["guards"]["finished_share"] <= 1
+    rows = read_jsonl(tmp_path / "ev" / "samples.jsonl")
+    assert all({"n_tokens", "finished"} <= set(r) for r in rows)
+    # The mapping actually used is recorded (the artifact's default here), none for the base.
+    assert front["mapping"]["method"] == RicMeta.load(setup["adapter"]).mapping
+    assert not base["mapping"] and front["cpu_seconds"] > 0
+
+
+def test_prompt_slices_and_calibration(tmp_path, setup):
+    cfg = eval_cfg(setup, tmp_path / "s", base=True, skip_prompts=1, max_prompts=3)
+    evaluate_front(cfg)
+    used = {r["prompt"] for r in read_jsonl(tmp_path / "s" / "samples.jsonl")}
+    assert used == set(read_prompts(setup["prompts"])[1:4])
+    with pytest.raises(ValueError, match="no prompts left"):
+        evaluate_front(eval_cfg(setup, tmp_path / "x", base=True, skip_prompts=10**6))
+
+    cands = [[0.1, 0.9], [[0.2, 0.9], [0.5, 0.95]]]
+    base = {k: v for k, v in eval_cfg(setup, tmp_path / "cal").__dict__.items()}
+    cal = calibrate_range(CalibrateConfig(**{**base, "candidates": cands}))
+    fronts = [
+        json.loads((tmp_path / "cal" / f"range{k}" / "front.json").read_text()) for k in (0, 1)
+    ]
+    assert [c["range_quantiles"] for c in cal["candidates"]] == cands
+    assert cal["chosen"] == fronts[pick_range(fronts)]["mapping"]
+    stats = RewardStats.from_dict(RicMeta.load(setup["adapter"]).stats)
+    assert np.allclose(fronts[1]["mapping"]["low"], stats.quantile([0.2, 0.5]))
+    bad = {**base, "candidates": [[0.1, 0.9], [0.9, 0.1]], "out": str(tmp_path / "bad")}
+    with pytest.raises(ValueError, match="range_quantiles"):
+        calibrate_range(CalibrateConfig(**bad))
+    assert not (tmp_path / "bad").exists()  # refused before any sweep
+
+
+def test_tag_contrast(tmp_path, setup):
+    cfg = eval_cfg(setup, tmp_path / "tc", tag_contrast=str(setup["data"]))
+    tc = evaluate_tag_contrast(cfg)
+    saved = json.loads((tmp_path / "tc" / "tag_contrast.json").read_text())
+    assert saved["n_pairs"] == tc["n_pairs"] > 0 and np.isfinite(saved["mean_nll_increase"])
+
+
+def test_pick_range_prefers_the_worst_objective_then_hypervolume():
+    def front(sp, hv):
+        return {"controllability": {"spearman": sp}, "hypervolume": hv}
+
+    fronts = [front([1.0, 0.5], 9.0), front([0.9, 0.8], 5.0), front([0.8, 0.9], 6.0)]
+    assert pick_range(fronts) == 2  # 0.8 worst in both: the larger front wins
+    assert pick_range(fronts[:2]) == 1  # a flat objective loses whatever the hypervolume
+
+
+def test_resumed_sweep_with_other_settings_is_refused(tmp_path):
+    check_resume(tmp_path, {"seed": 0, "stats": {"mean": [0.1]}})
+    (tmp_path / "samples.jsonl").write_text('{"weights": null}\n')
+    check_resume(tmp_path, {"seed": 0, "stats": {"mean": [0.1]}})  # same sweep: resumes
+    with pytest.raises(ValueError, match="stats differ"):
+        check_resume(tmp_path, {"seed": 0, "stats": {"mean": [0.2]}})
+    (tmp_path / "sweep.json").unlink()
+    with pytest.raises(ValueError, match="unknown sweep"):
+        check_resume(tmp_path, {"seed": 0})
+
+
+def test_a_front_without_guards_is_refused(tmp_path):
+    from ric.evaluation import write_front
+
+    class Steer:
+        reward_names = ["a", "b"]
+        stats = RewardStats.fit(np.random.default_rng(0).normal(size=(50, 2)), ["a", "b"])
+        meta = RicMeta("m", ["a", "b"], stats.to_dict(), {})
+
+    rows = [{"weights": [1, 0], "desired": [1, 1], "achieved": [0.1, 0.2]}]  # no responses
+    cfg = EvalConfig(adapter=None, out=str(tmp_path), points=None)
+    with pytest.raises(ValueError, match="quality guards"):
+        write_front(cfg, Steer(), [[1, 0]], rows, 1.0, 1.0)
+    assert not (Path(tmp_path) / "front.json").exists()

@@ -1,0 +1,108 @@
+"""Online MORS on a tiny in-code model, and the cost lineage of a multi-stage adapter."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from ric.artifacts import read_jsonl
+from ric.data import prepare_dataset
+from ric.mors import OnlineRecipe, frontier_targets, keep_mask, mors_iteration, run_online
+from ric.normalization import RewardStats
+from ric.runlog import adapter_lineage, lineage_cpu_seconds
+from ric.sft import train_sft
+from training_helpers import PROMPTS, ending_model, prepare_cfg, sft_recipe
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("mors")
+    model = ending_model(tiny_model_dir, root / "lm")
+    prompts = root / "prompts.txt"
+    prompts.write_text(PROMPTS)
+    data = prepare_dataset(prepare_cfg(root / "data", model, prompts, samples_per_prompt=3))
+    adapter = train_sft(sft_recipe(root / "sft", model, data, learning_rate=1e-3))
+    return {"model": model, "prompts": prompts, "data": data, "adapter": adapter}
+
+
+def online_recipe(setup, out, **kw):
+    fields = dict(
+        data_dir=str(setup["data"]),
+        adapter=str(setup["adapter"]),
+        out_dir=str(out),
+        n_prompts=8,
+        max_new_tokens=16,
+        batch_size=4,
+        chunk=4,
+        prompts=str(setup["prompts"]),
+        dtype="float32",
+        backend="transformers",
+        sft={"max_steps": 2, "learning_rate": 1e-3, "batch_size": 4},
+    )
+    return OnlineRecipe(**{**fields, **kw})
+
+
+def test_mors_iteration_trains_on_finished_answers_and_logs_its_cost(tmp_path, setup):
+    adapter = setup["adapter"]
+    new_adapter, kept = mors_iteration(online_recipe(setup, tmp_path / "on"), str(adapter), 1, [])
+    it = tmp_path / "on" / "iter_1"
+    mors = json.loads((it / "mors.json").read_text())
+    samples = read_jsonl(it / "samples.jsonl")
+    assert mors["generated"] == 8 == len(samples) and mors["mixed"] >= mors["kept"]
+    assert mors["trainable"] <= mors["finished"] == sum(r["finished"] for r in samples)
+    assert mors["trainable"] > 0 and all(r["finished"] for r in kept)
+    assert mors["cpu_seconds"] > 0
+    before = load_file(Path(adapter) / "adapter_model.safetensors")
+    after = load_file(Path(new_adapter) / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in before)
+    # The MORS adapter's lineage: the offline stage, then the iteration, each with its data.
+    chain = adapter_lineage(new_adapter)
+    assert [c["out_dir"] for c in chain] == [str(Path(adapter).parent), str(it / "sft")]
+    parts = lineage_cpu_seconds(new_adapter)
+    assert list(parts) == [
+        f"data {setup['data']}",
+        f"SFT {Path(adapter).parent}",
+        f"MORS {it}",
+        f"SFT {it / 'sft'}",
+    ]
+    assert all(v > 0 for v in parts.values())
+
+
+def test_run_online_resumes_to_the_same_samples(tmp_path, setup, monkeypatch):
+    from ric.steering import SteerableModel
+
+    whole = run_online(online_recipe(setup, tmp_path / "whole"))
+    real, calls = SteerableModel.complete, []
+
+    def dying(self, inputs, *a, **k):
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(1)
+        return real(self, inputs, *a, **k)
+
+    monkeypatch.setattr(SteerableModel, "complete", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_online(online_recipe(setup, tmp_path / "killed"))
+    monkeypatch.setattr(SteerableModel, "complete", real)
+    again = run_online(online_recipe(setup, tmp_path / "killed"))
+    a = read_jsonl(tmp_path / "whole/iter_1/samples.jsonl")
+    assert read_jsonl(tmp_path / "killed/iter_1/samples.jsonl") == a
+    wa, wb = (
+        load_file(whole / "adapter_model.safetensors"),
+        load_file(again / "adapter_model.safetensors"),
+    )
+    assert all(np.allclose(wa[k].numpy(), wb[k].numpy()) for k in wa)
+
+
+def test_frontier_targets_and_filter():
+    rng = np.random.default_rng(0)
+    t = frontier_targets([-1, -2, -3], [1, 2, 3], 500, rng)
+    at_high = np.isclose(t, [1, 2, 3])
+    assert np.all(at_high.sum(axis=1) >= 2)  # all but one dimension on the upper boundary
+    stats = RewardStats.fit(rng.normal(size=(1000, 2)), ["a", "b"])
+    q = stats.quantile(0.7)
+    z = np.array([[q[0] + 0.1, -5], [-5, q[1] + 0.1], [q[0] - 0.1, q[1] - 0.1]])
+    assert keep_mask(z, stats).tolist() == [True, True, False]

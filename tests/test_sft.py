@@ -1,0 +1,138 @@
+"""Reward-conditioned SFT on a tiny in-code model: LoRA only, resumable, one checkpoint rule."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from ric.artifacts import CHECKPOINT_DONE, RicMeta
+from ric.data import prepare_dataset
+from ric.sft import train_sft
+from training_helpers import PROMPTS, REWARDS, ending_model, prepare_cfg, sft_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_model_dir):
+    return ending_model(tiny_model_dir, tmp_path_factory.mktemp("ending_lm"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, model_dir):
+    prompts = tmp_path_factory.mktemp("prompts") / "prompts.txt"
+    prompts.write_text(PROMPTS)
+    out = tmp_path_factory.mktemp("data")
+    prepare_dataset(prepare_cfg(out, model_dir, prompts, samples_per_prompt=3))
+    return out
+
+
+def test_sft_trains_lora_only(tmp_path, model_dir, data_dir):
+    adapter = train_sft(sft_recipe(tmp_path / "sft", model_dir, data_dir))
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert weights and all("lora_" in k for k in weights)
+    # LoRA B starts at zero: any non-zero B means the adapter trained.
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    meta = RicMeta.load(adapter)
+    assert meta.reward_names == REWARDS and meta.base_model == str(model_dir)
+    base_before = load_file(Path(model_dir) / "model.safetensors")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), adapter)
+    merged_base = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v
+        for k, v in model.state_dict().items()
+        if "lora_" not in k
+    }
+    for k, v in base_before.items():
+        assert np.allclose(merged_base[k].numpy(), v.numpy()), f"base weight {k} changed"
+    log = json.loads((tmp_path / "sft" / "train_log.json").read_text())
+    assert log["steps"] == 2 and log["cpu_seconds"] > 0 and log["attempts"] == 1
+    contrast = log["tag_contrast"]
+    assert contrast["n_pairs"] > 0 and np.isfinite(contrast["mean_nll_increase"])
+    # Every checkpoint the trainer finished is marked, the last step's included.
+    ckpts = sorted((tmp_path / "sft" / "checkpoints").glob("checkpoint-*"))
+    assert [c.name for c in ckpts] == ["checkpoint-1", "checkpoint-2"]
+    assert all((c / CHECKPOINT_DONE).exists() for c in ckpts)
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_sft_resumes_from_checkpoint(tmp_path, model_dir, data_dir, capfd):
+    train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=2))
+    train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=3))
+    assert "resuming from" in capfd.readouterr().out
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["steps"] == 3 and log["attempts"] == 2
+
+
+def test_rerun_after_the_final_checkpoint_trains_no_extra_step(tmp_path, model_dir, data_dir):
+    """Issue 18: a kill after the last checkpoint (before the adapter) used to cost one more
+    step on the rerun, and a different adapter."""
+    whole = train_sft(sft_recipe(tmp_path / "whole", model_dir, data_dir, max_steps=3))
+    killed = tmp_path / "killed"
+    train_sft(sft_recipe(killed, model_dir, data_dir, max_steps=3))
+    (killed / "train_log.json").unlink()
+    import shutil
+
+    shutil.rmtree(killed / "adapter")
+    half = killed / "checkpoints" / "checkpoint-4"  # a save killed half-way: no done mark
+    half.mkdir()
+    (half / "trainer_state.json").write_text("{")
+    again = train_sft(sft_recipe(killed, model_dir, data_dir, max_steps=3))
+    log = json.loads((killed / "train_log.json").read_text())
+    assert log["steps"] == 3 and not half.exists()
+    a, b = (
+        load_file(whole / "adapter_model.safetensors"),
+        load_file(again / "adapter_model.safetensors"),
+    )
+    assert all(np.allclose(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_baseline_extra_lands_in_the_adapter_metadata(tmp_path, model_dir, data_dir):
+    recipe = sft_recipe(tmp_path, model_dir, data_dir, max_steps=1, conditioned=False)
+    adapter = train_sft(recipe, extra={"baseline": {"kind": "x", "conditioned": False}})
+    assert RicMeta.load(adapter).extra["baseline"]["kind"] == "x"
+
+
+@pytest.mark.slow
+def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, model_dir, data_dir):
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "train" / "sft.py"),
+        "--data-dir",
+        str(data_dir),
+        "--out-dir",
+        str(tmp_path),
+        "--model",
+        str(model_dir),
+        "--rewards",
+        "brevity",
+        "--lora-r",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "2",
+        "--max-length",
+        "64",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "train_log.json").read_text())["steps"] == 2
