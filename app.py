@@ -386,7 +386,7 @@ def build_demo(
     default_method = steer.meta.mapping
     stops: dict[str, threading.Event] = {}  # session -> its running generation's stop flag
 
-    limits = Limits(n_rewards=n, max_new_tokens=MAX_NEW_TOKENS, max_images=MAX_IMAGES)
+    limits = Limits(n_rewards=n, max_new_tokens=MAX_NEW_TOKENS)
 
     def settings(max_new_tokens, temperature=0.7, top_p=0.9) -> GenerationSettings:
         max_new_tokens = check_whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
@@ -949,9 +949,8 @@ class LoginThrottle:
 class LoginGuard:
     """ASGI middleware for an app with a login (gradio's `auth`).
 
-    - POST /login: refused (429) while the client's LoginThrottle wait runs; each answer is
-      recorded, 200 as a success, 400 (wrong credentials) as a failure. Gradio itself takes any
-      number of guesses at full speed.
+    - POST /login: refused (429) while the client's LoginThrottle wait runs; gradio itself
+      takes any number of guesses at full speed.
     - HTML pages: the API schema that gradio embeds (window.gradio_api_info: every endpoint,
       parameter and docstring) is replaced by null, also on the login page, which anyone can
       load. The browser then fetches it from /gradio_api/info, which needs the login.
@@ -963,7 +962,7 @@ class LoginGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/login":
+        if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/login"):
             return await self.login(scope, receive, send)
         if scope["method"] == "GET":
             return await self.app(scope, receive, _without_api_info(send))
@@ -982,9 +981,13 @@ class LoginGuard:
             await send({"type": "http.response.start", "status": 429, "headers": headers})
             return await send({"type": "http.response.body", "body": body})
 
+        # Counted as a failure before it is checked, so that guesses sent all at once cannot
+        # all pass the wait before the first one is counted; a success clears the count.
+        self.throttle.record(client, ok=False)
+
         async def record(message):
-            if message["type"] == "http.response.start" and message["status"] in (200, 400):
-                self.throttle.record(client, ok=message["status"] == 200)
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self.throttle.record(client, ok=True)
             await send(message)
 
         await self.app(scope, receive, record)

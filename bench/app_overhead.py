@@ -7,8 +7,8 @@ One run launches the app on 127.0.0.1 in this process and, alternating, times
   direct: tokenize + model.generate + decode of the same conditioned prompt, and
   app:    gradio_client -> /generate (HTTP, queue, preference mapping, prompt building,
           generation, reward scoring with the model's reward functions, JSON back),
-both forced to exactly --tokens new tokens (min_new_tokens = max_new_tokens), with the same
-sampling settings. The mapping, prompt building and scoring are also timed on their own, so
+both up to --tokens new tokens with the app's sampling settings and seed 0, so both sample the
+same reply. The mapping, prompt building and scoring are also timed on their own, so
 the table says where the overhead goes. Medians over --repeats after one warm-up of each.
 """
 
@@ -46,11 +46,6 @@ def median_s(fn, repeats: int) -> float:
     return statistics.median(timed(fn) for _ in range(repeats))
 
 
-def hf_model(model):
-    """The transformers model under a peft wrapper (its generation_config is the one used)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def run(args) -> dict:
     from gradio_client import Client
 
@@ -60,24 +55,14 @@ def run(args) -> dict:
     steer, label = app.load_steerable(args.model, args.adapter, args.dtype)
     n = len(steer.reward_names)
     weights = [1.0 / n] * n
+    # The app's own sampling settings and seed 0 on both paths, so both sample the same reply
+    # of the same length (a seed also makes /generate run alone, outside the batcher).
     settings = GenerationSettings(args.tokens)
-    # Both paths must generate exactly --tokens tokens: /generate sets no min_new_tokens, so
-    # the model's generation_config supplies it.
-    hf_model(steer.model).generation_config.min_new_tokens = args.tokens
-    text = steer.prompt(PROMPT, steer.desired(weights))
-    tok = steer.tokenizer
 
     def direct():
-        enc = tok(text, return_tensors="pt", add_special_tokens=False).to(steer.model.device)
-        with torch.inference_mode():
-            out = steer.model.generate(
-                **enc,
-                **settings.kwargs(),
-                min_new_tokens=args.tokens,
-                pad_token_id=tok.pad_token_id,
-            )
-        assert out.shape[1] - enc.input_ids.shape[1] == args.tokens
-        return tok.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True)
+        return steer.complete(
+            [steer.prompt(PROMPT, steer.desired(weights))], settings, seed=0, progress=False
+        )[0].text
 
     demo = app.build_demo(steer, model_label=label)
     _, url, _ = demo.launch(
@@ -88,7 +73,7 @@ def run(args) -> dict:
 
         def api():
             return client.predict(
-                PROMPT, weights, steer.meta.mapping, args.tokens, api_name="/generate"
+                PROMPT, weights, steer.meta.mapping, args.tokens, 0, api_name="/generate"
             )
 
         reply = direct()

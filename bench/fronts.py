@@ -24,6 +24,7 @@ Rewarded Soups = its data + its ingredients' SFTs, MORLHF = its runs.
 """
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -517,31 +518,15 @@ def markdown(summary: dict, plot: str | None) -> str:
 
 def throughput_markdown(t: dict | None) -> list[str]:
     lines = ["## Throughput (bench/throughput.py)", ""]
-    if not t:
+    if not t or "backends" not in t:
         return [*lines, "Not run yet: `python bench/throughput.py`."]
-    p, d = t["pipeline"], t["decode"]
-    lines += [
-        f"Model {t['model']}, {t['n']} prompts, {t['max_new_tokens']} new tokens, "
-        f"dtype {t['dtype']}; {_machine_text(t.get('machine'), 'machine')}.",
-        "",
-        "| data pipeline (generate + score) | responses/s | new tokens/s |",
-        "|---|---|---|",
-    ]
-    for k in ("sequential", "batched"):
-        lines.append(
-            f"| {p[k]['label']} | {p[k]['responses_per_s']:.2f} | {p[k]['tokens_per_s']:.1f} |"
-        )
-    lines += [
-        "",
-        f"Batching speed-up: {p['speedup']:.1f}x responses per second.",
-        "",
-        f"Decode at batch 1: {d['tokens_per_s']:.1f} tokens/s. Bandwidth bound: "
-        f"{d['bytes_per_token'] / 1e6:.0f} MB of weights read per token / "
-        f"{d['bandwidth_gb_s']:.1f} GB/s measured ({d['bandwidth_method']}) = "
-        f"{d['bound_tokens_per_s']:.1f} tokens/s; decode reaches "
-        f"{100 * d['fraction_of_bound']:.0f}% of it.",
-    ]
-    return lines
+    # bench/ is not a package: load the sibling script that owns the table.
+    spec = importlib.util.spec_from_file_location(
+        "bench_throughput", Path(__file__).with_name("throughput.py")
+    )
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+    return [*lines, *throughput.table(t), "", "More in docs/ENGINES.md."]
 
 
 NOTES = "benchmarks_notes.md"  # the reading of the numbers, written by people, kept in docs/

@@ -26,6 +26,7 @@ from pathlib import Path
 from ric.artifacts import write_json
 from ric.runlog import machine_info
 
+ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
     "Write a detailed story about a lighthouse keeper who finds a message in a bottle.",
     "Explain in detail how a bicycle works, part by part.",
@@ -41,13 +42,13 @@ def free_port() -> int:
 
 
 def start_app(args, port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "app.py", "--port", str(port), "--host", "127.0.0.1"]
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--host", "127.0.0.1"]
     for flag in ("adapter", "model", "backend"):
         if getattr(args, flag):
             cmd += [f"--{flag}", getattr(args, flag)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     deadline = time.time() + args.start_timeout
     while time.time() < deadline:
         if proc.poll() is not None:

@@ -70,6 +70,9 @@ class PrepareConfig:
     samples_per_prompt: int = field(4, "answers sampled per prompt")
     temperatures: list = field([0.7, 1.0], "sampling temperatures, cycled over a prompt's samples")
     top_p: float = field(0.95, "nucleus while sampling")
+    repetition_penalty: float = field(
+        1.0, "above 1 makes a repeated token less likely: loops of a small model then end"
+    )
     instructions: str | None = field(
         DEFAULT.instructions,
         "hidden instructions, one per line, one drawn per sample into the system turn of the "
@@ -192,7 +195,9 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
                 format_plain_prompt(j["prompt"], steer.tokenizer, system=j["instruction"] or None)
                 for j in group
             ]
-            settings = GenerationSettings(cfg.max_new_tokens, temperature=temp, top_p=cfg.top_p)
+            settings = GenerationSettings(
+                cfg.max_new_tokens, temp, cfg.top_p, repetition_penalty=cfg.repetition_penalty
+            )
             outs = steer.complete(
                 inputs,
                 settings,
@@ -312,9 +317,60 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
 
 
 def spearman_matrix(x: np.ndarray) -> np.ndarray:
-    """Spearman correlation between the columns of x (ties broken by order)."""
-    ranks = np.argsort(np.argsort(x, axis=0), axis=0).astype(float)
-    return np.corrcoef(ranks, rowvar=False)
+    """Spearman correlation between the columns of x (tied values share their mean rank)."""
+    from scipy.stats import rankdata
+
+    return np.corrcoef(rankdata(np.asarray(x, float), axis=0), rowvar=False)
+
+
+def reward_measures(rows: list[dict], names: list[str]) -> dict:
+    """How each reward spreads over the model's own answers, and how the rewards conflict.
+
+    - spread: std of the raw reward, and its 10-90% quantile range;
+    - within_prompt: the share of its variance left after removing each prompt's mean, i.e.
+      what the model moves with its own words for a fixed request (a reward that only
+      follows the prompt cannot be steered by tags);
+    - spearman / spearman_within_prompt: pairwise rank correlations over all answers and over
+      the prompt-centered values (negative = conflict: raising one tends to lower the other).
+    """
+    raw = np.array([r["raw"] for r in rows], float)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["prompt"], []).append(i)
+    centered = raw.copy()
+    for idx in groups.values():
+        centered[idx] -= raw[idx].mean(axis=0)
+    multi = [i for idx in groups.values() if len(idx) > 1 for i in idx]
+    var = raw[multi].var(axis=0)
+    within = np.where(var > 0, centered[multi].var(axis=0) / np.where(var > 0, var, 1), 0.0)
+    return {
+        "names": list(names),
+        "n_answers": len(rows),
+        "n_prompts": len(groups),
+        "std": raw.std(axis=0).round(4).tolist(),
+        "q10_q90": [
+            np.quantile(raw[:, i], [0.1, 0.9]).round(4).tolist() for i in range(len(names))
+        ],
+        "within_prompt": within.round(3).tolist(),
+        "spearman": spearman_matrix(raw).round(3).tolist(),
+        "spearman_within_prompt": spearman_matrix(centered[multi]).round(3).tolist(),
+    }
+
+
+def choose_pair(measures: dict, min_within: float = 0.3) -> tuple[str, str]:
+    """The pair to condition on: among rewards the model moves with its own words (at least
+    `min_within` of their variance within a prompt), the pair that conflicts most within
+    prompts (lowest Spearman)."""
+    names, within = measures["names"], measures["within_prompt"]
+    rho = np.array(measures["spearman_within_prompt"])
+    ok = [i for i, w in enumerate(within) if w >= min_within]
+    pairs = [(rho[i, j], i, j) for a, i in enumerate(ok) for j in ok[a + 1 :]]
+    if not pairs:
+        raise ValueError(
+            f"fewer than two rewards vary within prompts: {dict(zip(names, within, strict=True))}"
+        )
+    _, i, j = min(pairs)
+    return names[i], names[j]
 
 
 def load_dataset_rows(data_dir: str | Path, rewards: list[str]) -> list[dict]:

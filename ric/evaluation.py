@@ -51,6 +51,9 @@ class EvalConfig:
     )
     temperature: float = field(0.7, "sampling temperature")
     top_p: float = field(0.9, "nucleus sampling")
+    repetition_penalty: float = field(
+        1.0, "above 1 makes a repeated token less likely: loops of a small model then end"
+    )
     batch_size: int = field(16, "generation batch size")
     backend: str = field("auto", "generation backend (ric.models.BACKENDS, or auto)")
     dtype: str = field("bfloat16", "inference dtype")
@@ -122,7 +125,9 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
         raise ValueError(f"no prompts left in {cfg.prompts} after skipping {cfg.skip_prompts}")
     n = len(steer.reward_names)
     sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()
-    settings = GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    settings = GenerationSettings(
+        cfg.max_new_tokens, cfg.temperature, cfg.top_p, repetition_penalty=cfg.repetition_penalty
+    )
     samples_file = out / "samples.jsonl"
     skip = ("out", "label", "batch_size", "dtype", "reference_point", "tag_contrast", "backend")
     check_resume(

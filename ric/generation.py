@@ -337,6 +337,50 @@ class OnnxEngine(Engine):
             rows.done[r] = True
 
 
+class VllmEngine(Engine):
+    """vLLM on a GPU over the merged model folder: offline batches for sweeps, data sampling
+    and MORS. It does not stream: `stream_batch` yields once, when the batch is done (to serve
+    the app on a GPU, run `vllm serve` on the same folder: docs/ENGINES.md). Not testable on
+    the project's CPU machines; tests skip it when vllm is not installed."""
+
+    name = "vllm"
+
+    def __init__(self, folder: str | Path, tokenizer, dtype: str = "bfloat16", **llm_kwargs):
+        from vllm import LLM
+
+        self.tokenizer, self.folder = tokenizer, Path(folder)
+        self.llm = LLM(model=str(folder), dtype=dtype, trust_remote_code=False, **llm_kwargs)
+
+    def stream_batch(self, prompts, settings, caps=None, seed=None, stop=None):
+        from vllm import SamplingParams
+
+        prompts = _check_prompts(prompts)
+        caps = list(caps or [settings.max_new_tokens] * len(prompts))
+        rows = _Rows(self.tokenizer, len(prompts), caps, eos_ids(self.tokenizer))
+        params = [
+            SamplingParams(
+                max_tokens=cap,
+                temperature=settings.temperature if settings.do_sample else 0.0,
+                top_p=settings.top_p if settings.do_sample else 1.0,
+                repetition_penalty=settings.repetition_penalty,
+                seed=None if seed is None else seed + r,
+            )
+            for r, cap in enumerate(caps)
+        ]
+        ids = [
+            {"prompt_token_ids": self.tokenizer(p, add_special_tokens=False).input_ids}
+            for p in prompts
+        ]
+        for r, out in enumerate(self.llm.generate(ids, params, use_tqdm=False)):
+            choice = out.outputs[0]
+            for t in choice.token_ids:
+                rows.add(r, t)
+            if choice.finish_reason == "stop" and not rows.finished[r]:
+                rows.finished[r] = True  # vLLM may leave the end token out of token_ids
+            rows.done[r] = True
+        yield rows
+
+
 def _as_list(x) -> list[int]:
     if x is None:
         return []
@@ -360,7 +404,7 @@ def default_threads() -> int:
     return int(env) if env and env.isdigit() and int(env) > 0 else torch.get_num_threads()
 
 
-ENGINES = {"transformers": TransformersEngine, "onnx": OnnxEngine}
+ENGINES = {"transformers": TransformersEngine, "onnx": OnnxEngine, "vllm": VllmEngine}
 
 
 def generate(

@@ -196,6 +196,36 @@ def _fingerprint(name: str | None, adapter: str | Path | None, precision: str) -
     return h.hexdigest()[:16]
 
 
+def _save_merged(folder: Path, name, adapter, dtype: str) -> Path:
+    model, tok = load_model(name, adapter=str(adapter), dtype=dtype, merge=True)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def merged_model_dir(name: str | None = None, adapter: str | Path | None = None) -> Path:
+    """The base model with the adapter's LoRA merged in, as a plain bf16 safetensors folder that
+    any server loads (vLLM, TGI, llama.cpp's converter); cached like the onnx export."""
+    if adapter is None:
+        return Path(resolve_model(name))
+    name = name or load_adapter_meta(adapter).base_model
+    target = cache_dir() / "merged" / _fingerprint(name, adapter, "bf16")
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".merge."))
+    try:
+        _save_merged(tmp / "out", name, adapter, "bfloat16")
+        try:
+            os.replace(tmp / "out", target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def onnx_model_dir(
     name: str | None = None, adapter: str | Path | None = None, precision: str = "int8"
 ) -> Path:
@@ -214,11 +244,7 @@ def onnx_model_dir(
     try:
         source = Path(resolve_model(name))
         if adapter is not None:
-            model, tok = load_model(name, adapter=str(adapter), dtype="float32", merge=True)
-            source = tmp / "merged"
-            model.save_pretrained(source)
-            tok.save_pretrained(source)
-            del model
+            source = _save_merged(tmp / "merged", name, adapter, "float32")
         log = tmp / "export.log"
         cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source)]
         cmd += ["-o", str(tmp / "out"), "-p", precision, "-e", "cpu", "-c", str(tmp / "cache")]
@@ -269,8 +295,17 @@ def _onnx_engine(precision: str):
     return load
 
 
+def _vllm_engine(name, adapter, dtype, threads):
+    from ric.generation import VllmEngine
+
+    folder = merged_model_dir(name, adapter)
+    tok = load_tokenizer(str(folder))
+    return VllmEngine(folder, tok, dtype=dtype), None, tok
+
+
 # Generation backends by name: each returns (engine, torch model or None, tokenizer).
 BACKENDS = {
+    "vllm": _vllm_engine,
     "transformers": _transformers_engine,
     "onnx": _onnx_engine("int8"),
     "onnx-int4": _onnx_engine("int4"),

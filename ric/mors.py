@@ -46,6 +46,9 @@ class OnlineRecipe:
     chunk: int = field(64, "answers per checkpointed chunk (each sampled with its own seed)")
     temperature: float = field(0.7, "sampling temperature (released: 0.7)")
     top_p: float = field(0.9, "nucleus (released: 0.9)")
+    repetition_penalty: float = field(
+        1.0, "above 1 makes a repeated token less likely: loops of a small model then end"
+    )
     keep_quantile: float = field(0.7, "keep a sample if ANY reward >= this quantile")
     offline_subsample: int = field(2000, "filtered offline rows mixed in per iteration")
     prompts: str = field(DEFAULT.train_prompts, "prompt pool")
@@ -91,7 +94,12 @@ def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clo
     if not todo:
         return
     steer = SteerableModel.load(adapter, dtype=recipe.dtype, backend=recipe.backend)
-    settings = GenerationSettings(recipe.max_new_tokens, recipe.temperature, recipe.top_p)
+    settings = GenerationSettings(
+        recipe.max_new_tokens,
+        recipe.temperature,
+        recipe.top_p,
+        repetition_penalty=recipe.repetition_penalty,
+    )
     for start in tqdm(todo, desc=f"MORS {it} sampling", unit="chunk"):
         idx = range(start, min(start + recipe.chunk, recipe.n_prompts))
         inputs = [steer.prompt(prompts[i], targets[i]) for i in idx]

@@ -117,59 +117,21 @@ def pareto_mask(points: npt.ArrayLike) -> np.ndarray:
     return mask
 
 
-def _hv2d(q: np.ndarray) -> float:
-    """Hypervolume of strictly positive 2-D points w.r.t. the origin (sort-and-sweep)."""
-    order = np.lexsort((-q[:, 1], -q[:, 0]))
-    x = q[order, 0]
-    # Running max of y along decreasing x: each point adds a strip of width x above the
-    # best y seen so far; dominated points add zero-height strips.
-    y = np.maximum.accumulate(q[order, 1])
-    return float(np.sum(x * np.diff(y, prepend=0.0)))
-
-
-def _hv(q: np.ndarray) -> float:
-    """Exact hypervolume of strictly positive points w.r.t. the origin (HSO slicing)."""
-    d = q.shape[1]
-    if d == 1:
-        return float(q.max())
-    if d == 2:
-        return _hv2d(q)
-    # Slice along the last objective from the top: slab k lies between the k-th and
-    # (k+1)-th largest last coordinates and its cross-section is the (d-1)-D hypervolume
-    # of the k points above it.
-    order = np.argsort(-q[:, -1], kind="stable")
-    z = q[order, -1]
-    proj = q[order, :-1]
-    front = np.empty((0, d - 1))
-    area = 0.0
-    total = 0.0
-    for k in range(len(z)):
-        p = proj[k]
-        # A point weakly dominated by the current cross-section leaves it unchanged, so the
-        # recursion is skipped; otherwise points it weakly dominates are dropped to keep
-        # the recursion small.
-        if not np.any(np.all(front >= p, axis=1)):
-            front = np.vstack([front[~np.all(front <= p, axis=1)], p])
-            area = _hv(front)
-        z_next = z[k + 1] if k + 1 < len(z) else 0.0
-        total += area * (z[k] - z_next)
-    return total
-
-
 def hypervolume(points: npt.ArrayLike, ref: npt.ArrayLike) -> float:
     """Exact hypervolume dominated by ``points`` (n, d) and bounded below by ``ref`` (d,).
 
     Only points strictly better than ``ref`` in every objective contribute; an empty
-    ``points`` gives 0. Uses a sweep in 2-D and HSO slicing on the last objective in
-    higher dimensions (exponential in d, fine for tens of points in 4-5 objectives).
+    ``points`` gives 0. Computed by moocore (the C library behind pymoo's and DEAP's
+    indicators); tests check it against a hand-written slicing algorithm.
     """
+    import moocore
+
     r = _as_vector(ref, "ref")
     pts = _as_points(points, allow_empty=True, dim=r.size)
-    q = pts - r
-    q = q[np.all(q > 0, axis=1)]
-    if len(q) == 0:
+    pts = pts[np.all(pts > r, axis=1)]
+    if len(pts) == 0:
         return 0.0
-    return _hv(q[pareto_mask(q)])
+    return float(moocore.hypervolume(pts, ref=r, maximise=True))
 
 
 def default_reference_point(points: npt.ArrayLike, margin: float = 0.1) -> np.ndarray:

@@ -89,8 +89,8 @@ def check_method(value) -> str | None:
     if not isinstance(value, str) or value not in METHODS:
         raise InputError(
             "method",
-            f"must be one of {', '.join(METHODS)} (or empty for the model's own), got "
-            f"{show(value)}",
+            f"must be one of {', '.join(METHODS)} (or empty for the model's own): unknown "
+            f"mapping method {show(value)}",
         )
     return value
 
@@ -107,7 +107,7 @@ def check_weights(value, n: int) -> list[float]:
     if not isinstance(value, list | tuple):
         raise InputError("weights", f"{allowed}, got {show(value)}")
     if len(value) != n:
-        raise InputError("weights", f"{allowed}: got {len(value)} values, {show(value)}")
+        raise InputError("weights", f"{allowed}: expected {n} weights, got {show(value)}")
     floats = []
     for i, w in enumerate(value):
         if not isinstance(w, numbers.Real) or isinstance(w, bool):

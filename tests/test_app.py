@@ -4,6 +4,7 @@ The tiny adapter's rewards (positivity, brevity) score instantly; a launched app
 the module. The UI callbacks (private endpoints) are also called directly, as the browser would.
 """
 
+import concurrent.futures
 import importlib.util
 import inspect
 import json
@@ -153,19 +154,12 @@ def test_map_preferences_bad_input(client):
     with pytest.raises(AppError, match="non-negative"):
         client.predict([1, -1], api_name="/map_preferences")
     with pytest.raises(AppError, match="weights must be"):
-        client.predict(json.dumps(nested(50_000)), api_name="/map_preferences")
+        client.predict("[" * 50_000 + "]" * 50_000, api_name="/map_preferences")
 
 
 def test_huge_weights_do_not_overflow(client, steer):
     desired = client.predict([1e308, 1e308], api_name="/map_preferences")
     assert desired == pytest.approx(steer.desired([0.5, 0.5]).tolist())
-
-
-def nested(depth: int) -> list:
-    value: list = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
 
 
 def raw_call(client, endpoint: str, body: str) -> str:
@@ -197,6 +191,34 @@ def test_raw_http_errors_name_the_field(client, endpoint, body, field):
     """Over plain HTTP, not only through gradio_client: never {"error": null}."""
     assert field in raw_call(client, endpoint, body)
     assert raw_call(client, "map_preferences", '{"data": [[1, 3], "ric"]}') == ""
+
+
+def test_raw_http_image_errors_name_the_field(tmp_path, steer):
+    """/generate_image takes its values as sent: gr.Number used to round n=1.5 to 2 images."""
+    from gradio_client import Client
+    from test_diffusion import tiny_recipe
+
+    from ric.diffusion import SteerableImageModel, train_image_model
+
+    folder = train_image_model(tiny_recipe(tmp_path, max_steps=2, save_steps=2))
+    image = SteerableImageModel.load(folder, device="cpu")
+    demo = app.build_demo(steer, image_model=image, image_label="tiny")
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for body, field in [
+            ('[[0.5, 0.5], "ric", 1.5, 0]', "n (number of images) must be a whole number"),
+            ('[[0.5, 0.5], "ric", "4", 0]', "got the text '4'"),
+            ('[[0.5, 0.5], "ric", NaN, 0]', "n (number of images) must"),
+            ('[[0.5, 0.5], "ric", 2, 4294967296]', "seed must be a whole number"),
+            ('[[1e308, 1e308], "ric"]', "n, seed are missing"),
+        ]:
+            assert field in raw_call(client, "generate_image", f'{{"data": {body}}}'), body
+        _, desired, achieved = client.predict([1e308, 1e308], "ric", 2, api_name="/generate_image")
+        assert desired == pytest.approx(image.desired([0.5, 0.5]).tolist()) and len(achieved) == 2
+    finally:
+        demo.close()
 
 
 def test_endpoint_parameters_match_the_validator(demo):
@@ -272,12 +294,11 @@ def test_auth_is_required_when_set(steer):
         for route in ("/config", "/gradio_api/info", "/gradio_api/openapi.json"):
             assert httpx.get(url + route).status_code == 401, route
 
-        wrong = [
-            httpx.post(url + "/login", data={"username": "alice", "password": f"guess{i}"})
-            for i in range(10)
-        ]
-        assert [r.status_code for r in wrong] == [400] * 3 + [429] * 7
-        assert "try again in 1 s" in wrong[-1].text
+        guess = {"username": "alice", "password": "guess"}
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:  # 10 guesses sent at once
+            wrong = list(pool.map(lambda _: httpx.post(url + "/login", data=guess), range(10)))
+        assert sorted(r.status_code for r in wrong) == [400] * 3 + [429] * 7
+        assert "try again in 1 s" in max(wrong, key=lambda r: r.status_code).text
         locked = httpx.post(url + "/login", data={"username": "alice", "password": "s3:cret"})
         assert locked.status_code == 429  # even the right password waits out the lockout
 

@@ -184,38 +184,30 @@ def test_reused_front_is_copied_and_checked(tmp_path):
 
 
 def test_throughput_smoke_and_report(tmp_path, tiny_model_dir):
+    """Both engines measured in one run, in the documented format, and reported."""
     throughput = _load("throughput")
     out = tmp_path / "runs" / "bench" / "throughput.json"
     throughput.main(
-        [
-            "--model",
-            str(tiny_model_dir),
-            "--n",
-            "4",
-            "--out",
-            str(out),
-            "--rewards",
-            "positivity,brevity",
-            "--max-new-tokens",
-            "8",
-            "--decode-tokens",
-            "8",
-            "--repeats",
-            "1",
-            "--bw-mb",
-            "16",
-            "--dtype",
-            "float32",
-        ]
+        ["--model", str(tiny_model_dir), "--n", "4", "--out", str(out), "--threads", "1"]
+        + ["--rewards", "positivity,brevity", "--max-new-tokens", "8", "--decode-tokens", "8"]
+        + ["--repeats", "1", "--bw-mb", "16", "--dtype", "float32", "--batch-size", "2"]
     )
     t = json.loads(out.read_text())
-    assert t["pipeline"]["sequential"]["responses"] == 4 == t["pipeline"]["batched"]["responses"]
-    assert t["pipeline"]["speedup"] > 0 and t["decode"]["tokens_per_s"] > 0
-    # tiny LM: 2 layers of width 16 plus a tied 16-wide embedding, float32
-    assert t["decode"]["bytes_per_token"] % 4 == 0 and t["decode"]["bound_tokens_per_s"] > 0
+    assert t["threads"] == 1 and t["bandwidth_gb_s"] > 0
+    assert set(t["backends"]) == {"transformers", "onnx"}
+    for r in t["backends"].values():
+        assert r["decode_tok_s"] > 0 and r["first_token_ms"] > 0 and r["batched_tok_s"] > 0
+        assert r["bound_fraction"] == pytest.approx(r["decode_tok_s"] / r["bound_tok_s"])
+    # The transformers copy is float32: 4 bytes a weight. The int8 export reads about a
+    # quarter of that per token (plus scales and float32 norms).
+    tb, ob = (t["backends"][k]["bytes_per_token"] for k in ("transformers", "onnx"))
+    assert tb % 4 == 0 and ob < tb
     docs = tmp_path / "docs"
+    throughput.main(["--report-only", "--runs", str(tmp_path / "runs"), "--docs", str(docs)])
+    engines = (docs / "ENGINES.md").read_text()
+    assert "| onnx |" in engines and "Not run yet: `python bench/load.py" in engines
     fronts.main(["--report-only", "--runs", str(tmp_path / "runs"), "--docs", str(docs)])
-    assert "Batching speed-up" in (docs / "BENCHMARKS.md").read_text()
+    assert "| transformers |" in (docs / "BENCHMARKS.md").read_text()
 
 
 def test_bench_recipes_parse():
@@ -325,3 +317,16 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
     before = (runs / "bench" / "soups" / "front.json").read_text()
     fronts.main(args)
     assert (runs / "bench" / "soups" / "front.json").read_text() == before
+
+
+def test_load_bench_smoke(tmp_path, tiny_adapter_dir):
+    """bench/load.py starts the app, runs concurrent users, stops it, writes the interface."""
+    load = _load("load")
+    out = tmp_path / "load.json"
+    load.main(
+        ["--users", "3", "--tokens", "4", "--repeats", "1", "--adapter", str(tiny_adapter_dir)]
+        + ["--out", str(out), "--start-timeout", "240"]
+    )
+    r = json.loads(out.read_text())
+    assert r["users"] == 3 and r["errors"] == 0, r["error_samples"]
+    assert 0 < r["single_s"] and 0 < r["p50_s"] <= r["p95_s"] <= r["last_s"] + 1e-6

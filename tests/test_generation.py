@@ -43,7 +43,7 @@ def test_stream_grows_and_stops(tiny):
     pieces = list(engine.stream("hello", s))
     final = engine.complete(["hello"], s, progress=False)[0]
     assert pieces and pieces[-1] == final.text
-    assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))
+    assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:], strict=False))
     stop = threading.Event()
     stop.set()
     stopped = list(engine.stream("hello", GenerationSettings(max_new_tokens=50), stop=stop))
@@ -163,3 +163,26 @@ def test_is_degenerate():
     assert is_degenerate("the the the the the the the the the")
     assert is_degenerate("ok\nok\nok\nok\nok\nok")
     assert not is_degenerate("A perfectly ordinary answer with several different words.")
+
+
+def test_merged_model_dir_is_the_merged_model(tiny_adapter_dir):
+    from ric.models import merged_model_dir
+
+    folder = merged_model_dir(adapter=tiny_adapter_dir)
+    assert merged_model_dir(adapter=tiny_adapter_dir) == folder  # cached
+    greedy = GenerationSettings(max_new_tokens=6, do_sample=False)
+    merged = TransformersEngine(*load_model(str(folder))).complete(PROMPTS, greedy, progress=False)
+    model, tok = load_model(adapter=str(tiny_adapter_dir))  # LoRA kept as an adapter
+    assert merged == TransformersEngine(model, tok).complete(PROMPTS, greedy, progress=False)
+
+
+def test_vllm_engine_matches_transformers(tiny_adapter_dir):
+    """Runs where vLLM and a GPU are (the device machine); skipped on the CPU machines."""
+    pytest.importorskip("vllm", reason="vllm is not installed (GPU machines only)")
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a GPU")
+    greedy = GenerationSettings(max_new_tokens=6, do_sample=False)
+    engine, _, _ = load_engine("vllm", adapter=tiny_adapter_dir, dtype="float32")
+    model, tok = load_model(adapter=str(tiny_adapter_dir), merge=True)
+    ref = TransformersEngine(model, tok).complete(PROMPTS, greedy, progress=False)
+    assert engine.complete(PROMPTS, greedy, progress=False) == ref

@@ -1,15 +1,16 @@
 """Write docs/TRAINING.md from the run artifacts: every figure in it comes from these files.
 
-    python train/report.py --stages runs/sft,runs/sft2 \
-        --fronts base=runs/eval_base,offline=runs/eval_sft2
+    python train/report.py --stages runs/sft \
+        --fronts base=runs/eval_base,offline=runs/eval_sft,online=runs/eval_online
 
-Reads each offline data set's data.json (--data, the last one described in full), each SFT stage's train_log.json, runs/online/iter_*/mors.json (if
-any) and the evaluated fronts; writes docs/TRAINING.md and docs/training_front.{html,png}.
+Reads each offline data set's data.json (--data, the last one described in full), each SFT
+stage's train_log.json, runs/online/iter_*/mors.json (if any) and the evaluated fronts, with
+the quality guards of every point; writes docs/TRAINING.md and docs/training_front.{html,png},
+and prints the guards table.
 """
 
 import argparse
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +20,12 @@ from ric.plotting import is_base_front, save_front_figures
 
 
 def machine() -> str:
-    import torch
+    from ric.runlog import machine_info
 
-    cpu = "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    m = machine_info()
     return (
-        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"torch {torch.__version__}, no GPU"
+        f"{m['cores']} cores ({m['cpu']}), OMP_NUM_THREADS={m['omp_num_threads']}, "
+        f"Python {m['python']}, torch {m['torch']}, GPU: {m['gpu'] or 'none'}"
     )
 
 
@@ -47,7 +43,7 @@ def _contrast(c: dict | None) -> str:
     return f"{c['mean_nll_increase']:+.2f} +- {c['sem']:.2f} ({c['n_pairs']} pairs)"
 
 
-FIRST = 100  # held-out prompts the sweeps of stages 1-4 used
+FIRST = 100  # held-out prompts every 11-point sweep uses (bench/fronts.py too)
 
 
 def slice_spearman(front: dict) -> str:
@@ -63,42 +59,43 @@ def slice_spearman(front: dict) -> str:
     return " | ".join(cells)
 
 
-def opener_table(data_dir: Path, data: dict, rewards: list[str]) -> list[str]:
-    """Mean normalized rewards of the data's rows by tone opener and length primer: what each
-    early choice of the response costs or buys (e.g. how many words a tone opener costs)."""
-    from ric.artifacts import read_jsonl
-    from ric.normalization import RewardStats
+GUARD_COLUMNS = [
+    ("relevance", "relevance", 3),
+    ("top_opening_share", "top 3-word opening", 0),
+    ("shared_opening_share", "shared 5-word openings", 0),
+    ("echo_rate", "echo", 0),
+    ("finished_share", "ended by EOS", 0),
+    ("distinct_2", "distinct-2", 2),
+]
 
-    cfg = data["config"]
-    tones = sorted({o for o in cfg.get("openers") or [] if o}, key=len, reverse=True)
-    kinds = {p[0]: "short" if len(p) > 2 and p[2] else "detailed" for p in cfg.get("lengths") or []}
-    kinds.pop("", None)
-    rows = read_jsonl(data_dir / "dataset.jsonl")
-    if not tones or not kinds or not rows or "opener" not in rows[0]:
-        return []
-    stats = RewardStats.load(data_dir)
-    z = stats.normalize(np.array([r["raw"] for r in rows]))
-    cols = [stats.names.index(n) for n in rewards]
-    groups: dict[tuple, list[int]] = {}
-    for i, r in enumerate(rows):
-        tone = next((t for t in tones if r["opener"].startswith(t)), "(none)")
-        kind = next((k for p, k in kinds.items() if r["opener"].endswith(p)), "none")
-        groups.setdefault((tone, kind), []).append(i)
-    head = " | ".join(f"{n}: {k} primer" for n in rewards for k in ("no", "short", "detailed"))
+
+def guards_section(fronts: dict) -> list[str]:
+    """Every front's quality guards, one row per sweep point (the base point included)."""
+    head = " | ".join(title for _, title, _ in GUARD_COLUMNS)
     out = [
-        f"Mean normalized reward of the rows of {data_dir} by tone opener and length primer "
-        "(rows in brackets):",
+        "## Quality guards",
         "",
-        f"| opener | {head} |",
-        "|---|" + "---|" * (3 * len(rewards)),
+        "Per sweep point (ric.quality): mean relevance to the prompt, the most common 3-word "
+        "opening's share, the share of replies whose first 5 words open replies to >= 3 other "
+        "prompts, the echo rate (replies made mostly of the prompt's 5-grams), the share ended "
+        "by end-of-text, distinct-2.",
+        "",
+        f"| model | weights | {head} | most common opening |",
+        "|---|---|" + "---|" * (len(GUARD_COLUMNS) + 1),
     ]
-    for tone in ["(none)", *sorted(tones)]:
-        cells = []
-        for c in cols:
-            for kind in ("none", "short", "detailed"):
-                idx = groups.get((tone, kind), [])
-                cells.append(f"{z[idx, c].mean():+.2f} ({len(idx)})" if idx else "n/a")
-        out.append(f"| {tone or '(none)'} | " + " | ".join(cells) + " |")
+    for key, f in fronts.items():
+        for pt in f["points"]:
+            g = pt.get("guards")
+            if not g:
+                continue
+            cells = []
+            for name, _, nd in GUARD_COLUMNS:
+                v = g.get(name)
+                cells.append("n/a" if v is None else (f"{v:.0%}" if nd == 0 else f"{v:.{nd}f}"))
+            w = "base" if pt["weights"] is None else str([round(x, 2) for x in pt["weights"]])
+            out.append(
+                f"| {key} | {w} | " + " | ".join(cells) + f' | "{g.get("top_opening", "")}" |'
+            )
     return [*out, ""]
 
 
@@ -162,7 +159,9 @@ def main(argv=None):
     p.add_argument(
         "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
     )
-    p.add_argument("--fronts", default="base=runs/eval_base,offline=runs/eval_sft")
+    p.add_argument(
+        "--fronts", default="base=runs/eval_base,offline=runs/eval_sft,online=runs/eval_online"
+    )
     p.add_argument(
         "--plot", default="", help="comma-separated --fronts keys to plot (default: all)"
     )
@@ -248,20 +247,26 @@ def main(argv=None):
         ],
         *([""] if len(datas) > 1 else []),
         f"{data_dirs[-1]}: "
-        f"{data['n_rows']} responses for {data['config']['max_prompts'] or 'all'} training "
+        f"{data['n_rows']} answers for {data['config']['max_prompts'] or 'all'} training "
         f"prompts: {data['config']['samples_per_prompt']} samples per prompt from the base model "
-        f"(temperatures {data['config']['temperatures']}, a random user-turn style hint and a "
-        "random response opener each"
-        + (", and a random length primer with its hint" if data["config"].get("lengths") else "")
-        + ", see `DEFAULT_HINTS`, `DEFAULT_OPENERS` and `DEFAULT_LENGTHS` in ric/training.py)"
+        f"(temperatures {data['config']['temperatures']}, repetition penalty "
+        f"{data['config'].get('repetition_penalty', 1.0)}), each under a hidden instruction "
+        "drawn from assets/prompts/instructions.txt in the system turn of the sampling prompt "
+        "only: "
+        + ", ".join(f'"{i}"' if i else "none" for i in data["source"].get("instructions", []))
+        + ". Every training response is the model's own text from its first token to its own "
+        "end-of-text; answers that hit the token cap are not trained on. "
         + (
-            f", plus {int(data['config']['prefixes'])} cut(s) of each multi-sentence sample at "
-            "random sentence ends as extra rows"
-            if data["config"].get("prefixes")
+            f"Token cap {data['lengths']['max_new_tokens']}: "
+            f"{data['lengths']['share_finished']:.0%} of {data['source'].get('n_samples')} "
+            "samples ended by themselves (median "
+            f"{data['lengths']['n_tokens_quantiles']['0.5']:.0f} tokens, 90% quantile "
+            f"{data['lengths']['n_tokens_quantiles']['0.9']:.0f}). "
+            if data.get("lengths")
             else ""
         )
-        + ". Every response is scored with every offline reward. Spearman correlation "
-        "between the rewards over these responses (negative = conflict):",
+        + "Every answer is scored with every candidate reward (docs/REWARDS.md: spread and "
+        "conflicts). Spearman correlation between the rewards over these answers:",
         "",
         "| | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -275,23 +280,15 @@ def main(argv=None):
         k = int(np.argmin(c[iu]))
         return f"**{names[iu[0][k]]} vs {names[iu[1][k]]}** (Spearman {c[iu][k]:+.2f})"
 
-    samples = data.get("reward_correlation_samples")
     lines += [
         "",
-        f"Most conflicting pair over all rows: {most_conflicting(corr)}"
-        + (
-            f"; over the sampled responses alone (without the sentence-prefix rows): "
-            f"{most_conflicting(np.array(samples))}. "
-            if samples
-            else ". "
-        )
+        f"Most conflicting pair over all rows: {most_conflicting(corr)}. "
         + (
             f"The 2-objective default conditions on **{' and '.join(recipes[0]['rewards'])}**."
             if recipes
             else "No SFT stage has finished on this data yet."
         ),
         "",
-        *(opener_table(data_dirs[-1], data, recipes[-1]["rewards"]) if recipes else []),
         "## SFT stages",
         "",
         "| stage | data | rewards | init | LoRA | layers | lr | schedule | batch | steps | "
@@ -311,7 +308,7 @@ def main(argv=None):
     if any(log.get("tag_contrast") for log in logs):
         lines += [
             "",
-            "Tag contrast (`ric.training.tag_contrast`, computed at the end of each stage on "
+            "Tag contrast (`ric.sft.tag_contrast`, computed at the end of each stage on "
             "pairs of training responses to the same prompt): how many nats less likely a "
             "response becomes under the other response's tags, mean +- standard error. 0 means "
             "the model ignores its tags.",
@@ -323,8 +320,8 @@ def main(argv=None):
         lines += [
             f"## Online MORS, {m.parent.name}",
             "",
-            f"{d['generated']} generations at frontier targets, {d['non_degenerate']} "
-            f"non-degenerate, {d['kept']} kept (any reward >= its 0.7 quantile "
+            f"{d['generated']} generations at frontier targets, {d['finished']} ended by "
+            f"themselves, {d['trainable']} trainable, {d['kept']} kept (any reward >= its 0.7 quantile "
             f"{[round(x, 2) for x in d['quantile_thresholds']]}); mixed with "
             f"{d['mixed'] - d['kept_total']} filtered offline rows for {steps} SFT steps.",
             "",
@@ -390,6 +387,9 @@ def main(argv=None):
                 d = [round(x, 2) for x in pt["desired"]]
                 lines.append(f"| {w} | {d} | {pt['achieved']} |")
             lines.append("")
+        guards = guards_section(fronts)
+        lines += guards
+        print("\n".join(guards))
         keys = [k for k in args.plot.split(",") if k in fronts] or list(fronts)
         save_front_figures([fronts[k] for k in keys], out.parent / "training_front")
     if args.image and (Path(args.image) / "front.json").exists():

@@ -1,0 +1,387 @@
+"""The train/ scripts: every shipped recipe parses, the report and ship scripts, the one
+definition of the default, and a kill harness over the three training steps."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ric.artifacts import RicMeta, read_jsonl
+from ric.config import load_config
+from ric.data import PrepareConfig
+from ric.defaults import DEFAULT
+from ric.mors import OnlineRecipe
+from ric.normalization import RewardStats
+from ric.sft import SFTRecipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("*.yaml")))
+def test_every_shipped_recipe_parses(recipe):
+    from ric.conditioning import ConditioningFormat
+    from ric.diffusion import ImageRecipe
+
+    name = recipe.stem
+    if name.startswith("bench_"):
+        from ric.baselines import BENCH_RECIPES, SoupsRecipe
+
+        cfg = load_config(BENCH_RECIPES[name], recipe)
+        if isinstance(cfg, SoupsRecipe):
+            SFTRecipe(**cfg.sft)  # the ingredients' SFT overrides must be SFTRecipe fields
+        return
+    if name in ("cpu_image", "paper_sd15"):
+        cls = ImageRecipe
+    elif "_data" in name:
+        cls = PrepareConfig
+    elif "online" in name:
+        cls = OnlineRecipe
+    else:
+        cls = SFTRecipe
+    cfg = load_config(cls, recipe)
+    if isinstance(cfg, SFTRecipe):
+        ConditioningFormat.from_dict(cfg.conditioning)
+    if isinstance(cfg, OnlineRecipe):
+        SFTRecipe(**cfg.sft)  # the continued-SFT overrides must be SFTRecipe fields
+
+
+def test_the_default_recipes_agree_with_the_one_default():
+    data = load_config(PrepareConfig, ROOT / "train/recipes/cpu_data.yaml")
+    sft = load_config(SFTRecipe, ROOT / "train/recipes/cpu_sft.yaml")
+    assert tuple(sft.rewards) == DEFAULT.rewards
+    assert set(DEFAULT.rewards) <= set(data.rewards) == set(DEFAULT.candidate_rewards)
+    for name in ("bench_soups", "bench_morlhf"):
+        from ric.baselines import BENCH_RECIPES
+
+        assert (
+            tuple(load_config(BENCH_RECIPES[name], ROOT / f"train/recipes/{name}.yaml").rewards)
+            == DEFAULT.rewards
+        )
+    # No data path of the old openers/primers lineage survives in a default recipe.
+    text = "".join(p.read_text() for p in (ROOT / "train").rglob("*") if p.is_file())
+    for old in ("openers", "primed", "DEFAULT_LENGTHS", "cap_sentences", "prefixes"):
+        assert old not in text, old
+
+
+def test_report_prints_the_guards_of_every_point():
+    report = _load_script("report")
+    g = {
+        "relevance": 0.5,
+        "top_opening_share": 0.1,
+        "shared_opening_share": 0.05,
+        "echo_rate": 0.0,
+        "finished_share": 0.95,
+        "distinct_2": 0.61,
+        "top_opening": "i am so",
+    }
+    fronts = {
+        "base": {"points": [{"weights": None, "guards": g}]},
+        "ric": {
+            "points": [{"weights": [0.0, 1.0], "guards": g}, {"weights": [1.0, 0.0], "guards": g}]
+        },
+    }
+    rows = [
+        r for r in report.guards_section(fronts) if r.startswith("| base") or r.startswith("| ric")
+    ]
+    assert len(rows) == 3 and rows[0].startswith(
+        "| base | base | 0.500 | 10% | 5% | 0% | 95% | 0.61 |"
+    )
+
+
+def test_report_image_section_reads_the_shipped_image_model(tmp_path):
+    import shutil
+
+    report = _load_script("report")
+    folder = tmp_path / "image"
+    shutil.copytree(ROOT / "assets" / "image", folder)
+    front = json.loads((folder / "front.json").read_text())
+    (folder / "base_front.json").unlink(missing_ok=True)
+    text = "\n".join(report.image_section(folder, tmp_path / "docs"))
+    assert f"| {front['hypervolume']:.3f} |" in text
+    assert "(null condition)" not in text and "../image/grid.png" in text
+    train = json.loads((folder / "model" / "ric.json").read_text())["extra"]["train"]
+    assert f"**{train['sample_timing']['seconds']:.2f} s**" in text
+    assert text.count("\n| [") == len(front["points"])
+
+
+def _load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ship_text_sets_inference_defaults_checked_against_the_front(tmp_path, tiny_adapter_dir):
+    ship = _load_script("ship")
+    front = tmp_path / "ev" / "front.json"
+    settings = {"method": "l2", "range_quantiles": [0.05, 0.95]}
+    front.parent.mkdir()
+    names = RicMeta.load(tiny_adapter_dir).reward_names
+    front.write_text(json.dumps({"hypervolume": 1.0, "settings": settings, "reward_names": names}))
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"hypervolume": 0.5, "settings": {}}))
+    dest = tmp_path / "assets"
+    argv = [
+        "--adapter",
+        str(tiny_adapter_dir),
+        "--front",
+        str(front),
+        "--base-front",
+        str(base),
+        "--dest",
+        str(dest),
+    ]
+    with pytest.raises(SystemExit, match="range_quantiles"):
+        ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.1", "0.9"])
+    with pytest.raises(SystemExit, match="mapping 'l2', not 'ric'"):
+        ship.main([*argv, "--mapping", "ric"])
+    ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.05", "0.95"])
+    meta = RicMeta.load(dest / "adapter")
+    stats = RewardStats.from_dict(meta.stats)
+    before = RewardStats.load(tiny_adapter_dir)
+    assert meta.mapping == "l2" and stats.range_quantiles == [0.05, 0.95]
+    assert np.allclose(stats.low, before.quantile(0.05)) and np.allclose(stats.mean, before.mean)
+    assert RewardStats.load(dest / "adapter").low == stats.low  # reward_stats.json agrees
+    assert RicMeta.load(tiny_adapter_dir).mapping == "ric"  # the source is left as it was
+    assert json.loads((dest / "base_meta.json").read_text())["mapping"] == "l2"
+    assert json.loads((dest / "front.json").read_text())["hypervolume"] == 1.0
+    assert sorted(p.name for p in (dest / "adapter").iterdir()) == sorted(ship.KEEP)
+    # One LO HI pair per reward, checked against the front the same way.
+    pairs = [[0.2, 0.95], [0.5, 0.95]]
+    front.write_text(
+        json.dumps(
+            {
+                "hypervolume": 1.0,
+                "settings": {**settings, "range_quantiles": pairs},
+                "reward_names": names,
+            }
+        )
+    )
+    with pytest.raises(SystemExit):
+        ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.2", "0.95", "0.5"])
+    ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.2", "0.95", "0.5", "0.95"])
+    stats = RewardStats.from_dict(RicMeta.load(dest / "adapter").stats)
+    assert stats.range_quantiles == pairs and np.allclose(stats.low, before.quantile([0.2, 0.5]))
+
+
+def test_ship_image_copies_model_front_and_grid(tmp_path, tiny_adapter_dir):
+    ship = _load_script("ship")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "ric.json").write_text((tiny_adapter_dir / "ric.json").read_text())
+    (model / "weights.safetensors").write_bytes(b"x")
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "front.json").write_text(json.dumps({"settings": {}}))
+    (ev / "grid.png").write_bytes(b"png")
+    dest = tmp_path / "assets" / "image"
+    ship.main(
+        [
+            "--image",
+            str(model),
+            "--front",
+            str(ev / "front.json"),
+            "--base-front",
+            str(ev / "front.json"),
+            "--dest",
+            str(dest),
+        ]
+    )
+    assert (dest / "grid.png").read_bytes() == b"png"
+    assert (dest / "model" / "weights.safetensors").exists() and (dest / "base_front.json").exists()
+    assert not (dest / "base_meta.json").exists()
+
+
+def test_report_splits_spearman_by_prompt_slice():
+    """The report's slice check: the first 100 prompts steer, the rest are reversed here."""
+    report = _load_script("report")
+    w = [[x / 4, 1 - x / 4] for x in range(5)]
+    up = np.array([[x, -x] for x in range(5)], float)
+    per = np.concatenate([np.repeat(up[:, None], 100, 1), np.repeat(-up[:, None], 50, 1)], 1)
+    front = {"points": [{"weights": x} for x in w], "per_prompt": {"achieved": per.tolist()}}
+    assert report.slice_spearman(front) == ("1.00, 1.00 (100 prompts) | -1.00, -1.00 (50 prompts)")
+
+
+def test_report_calibration_section_marks_the_choice():
+    report = _load_script("report")
+    cands = [
+        {
+            "range_quantiles": [0.5, 0.95],
+            "method": "l2",
+            "hypervolume": 6.0,
+            "spearman": [0.8, 0.9],
+        },
+        {
+            "range_quantiles": [[0.2, 0.95], [0.5, 0.95]],
+            "method": "l2",
+            "hypervolume": 5.0,
+            "spearman": [0.95, 0.9],
+        },
+    ]
+    cal = {
+        "candidates": cands,
+        "chosen": {"range_quantiles": cands[1]["range_quantiles"]},
+        "rule": "r",
+        "prompts": "train.txt",
+        "max_prompts": 100,
+        "skip_prompts": 0,
+    }
+    rows = [r for r in report.calibration_section(cal) if r.startswith("| [")]
+    assert len(rows) == 2 and rows[1].endswith("**yes** |") and not rows[0].endswith("**yes** |")
+    assert "0.95, 0.90" in rows[1] and "first 100 prompts of train.txt" in "\n".join(
+        report.calibration_section(cal)
+    )
+
+
+def test_bad_recipe_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rte: 0.1\n")
+    with pytest.raises(ValueError, match="unknown SFTRecipe fields"):
+        load_config(SFTRecipe, bad)
+
+
+# ---------------------------------------------------------------- kill harness
+
+
+def _steps(tmp: Path, model: Path, prompts: Path, instructions: Path, tag: str) -> list:
+    """The three training steps as commands, writing under tmp/<tag>."""
+    d, s, o = tmp / tag / "data", tmp / tag / "sft", tmp / tag / "online"
+    py = [sys.executable]
+    small = ["--backend", "transformers", "--dtype", "float32", "--batch-size", "2"]
+    return [
+        py
+        + [
+            str(ROOT / "train/prepare_dataset.py"),
+            "--out-dir",
+            str(d),
+            "--model",
+            str(model),
+            "--prompts",
+            str(prompts),
+            "--instructions",
+            str(instructions),
+            "--samples-per-prompt",
+            "3",
+            "--max-new-tokens",
+            "8",
+            "--chunk",
+            "2",
+            "--rewards",
+            "brevity,positivity",
+            *small,
+        ],
+        py
+        + [
+            str(ROOT / "train/sft.py"),
+            "--data-dir",
+            str(d),
+            "--out-dir",
+            str(s),
+            "--model",
+            str(model),
+            "--rewards",
+            "brevity,positivity",
+            "--lora-r",
+            "2",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "6",
+            "--save-steps",
+            "1",
+            "--max-length",
+            "64",
+            "--learning-rate",
+            "1e-3",
+        ],
+        py
+        + [
+            str(ROOT / "train/online.py"),
+            "--data-dir",
+            str(d),
+            "--adapter",
+            str(s / "adapter"),
+            "--out-dir",
+            str(o),
+            "--n-prompts",
+            "8",
+            "--max-new-tokens",
+            "8",
+            "--chunk",
+            "2",
+            *small,
+            "--sft",
+            "{max_steps: 4, save_steps: 1, learning_rate: 1.0e-3, batch_size: 2}",
+        ],
+    ]
+
+
+def _run(cmd, kill_after: float | None = None) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_after is not None:
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return time.time() - t0
+    err = proc.communicate(timeout=900)[1]
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return time.time() - t0
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v.numpy() for k, v in load_file(folder / "adapter_model.safetensors").items()}
+
+
+@pytest.mark.slow
+def test_kill_harness_reruns_finish_with_the_same_rows_and_steps(tmp_path, tiny_model_dir):
+    """Issue 18: kill -9 prepare_dataset.py, sft.py and online.py at random moments, three
+    times each, then rerun to the end: the rows, steps and adapters equal an uninterrupted
+    run's, and no temp file is left."""
+    from training_helpers import INSTRUCTIONS, PROMPTS, ending_model
+
+    model = ending_model(tiny_model_dir, tmp_path / "lm")
+    prompts, instructions = tmp_path / "prompts.txt", tmp_path / "instructions.txt"
+    prompts.write_text(PROMPTS)
+    instructions.write_text(INSTRUCTIONS)
+    ref = _steps(tmp_path, model, prompts, instructions, "ref")
+    killed = _steps(tmp_path, model, prompts, instructions, "killed")
+    rng = random.Random(int(os.environ.get("RIC_KILL_SEED", "0")))
+    for whole, cmd in zip(ref, killed, strict=True):
+        took = _run(whole)
+        for _ in range(3):
+            _run(cmd, kill_after=rng.uniform(0.3, 1.0) * took)
+        _run(cmd)
+    r, k = tmp_path / "ref", tmp_path / "killed"
+    for name in ("samples.jsonl", "scores.jsonl", "dataset.jsonl"):
+        a, b = read_jsonl(r / "data" / name), read_jsonl(k / "data" / name)
+        assert sorted(a, key=str) == sorted(b, key=str), name
+        assert len({x["key"] for x in b}) == len(b)  # no duplicated rows
+    for stage in ("sft", "online/iter_1/sft"):
+        assert (
+            json.loads((k / stage / "train_log.json").read_text())["steps"]
+            == json.loads((r / stage / "train_log.json").read_text())["steps"]
+        )
+    assert read_jsonl(k / "online/iter_1/samples.jsonl") == read_jsonl(
+        r / "online/iter_1/samples.jsonl"
+    )
+    for folder in ("sft/adapter", "online/adapter"):
+        wa, wb = _weights(r / folder), _weights(k / folder)
+        assert all(np.allclose(wa[n], wb[n], atol=1e-6) for n in wa), folder
+    assert not list(k.rglob(".*.tmp"))
+    log = json.loads((k / "data" / "data.json").read_text())
+    assert log["attempts"] >= 2  # killed attempts are counted in the cost
