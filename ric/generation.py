@@ -276,6 +276,7 @@ class OnnxEngine(Engine):
         # that holds it. SmolLM2's own pad id is <|im_end|>, which every chat prompt contains,
         # so pad with a special token outside the chat template (<|endoftext|> there).
         self.pad_id = _pick_pad_id(tokenizer, self.stops)
+        self.context = int(info.get("context_length") or 2048)
         cfg = og.Config(str(self.folder))
         options = {
             "intra_op_num_threads": self.threads,
@@ -308,6 +309,14 @@ class OnnxEngine(Engine):
                     yield rows
             return
         width = max(len(ids) for ids in encoded)
+        if width >= self.context:
+            raise ValueError(
+                f"the prompt is {width} tokens, longer than the model's context of "
+                f"{self.context}: shorten it or start a new chat"
+            )
+        # The engine refuses a max_length beyond the context: cap the replies there instead.
+        caps = [min(c, self.context - width) for c in caps]
+        rows.caps = caps
         batch = np.full((len(prompts), width), self.pad_id, dtype=np.int32)
         for r, ids in enumerate(encoded):
             batch[r, : len(ids)] = ids  # right padding: see the module docstring
@@ -442,7 +451,7 @@ class Batcher:
     many requests are ahead of theirs.
     """
 
-    def __init__(self, engine: Engine, max_batch: int = 16, window_s: float = 0.05):
+    def __init__(self, engine: Engine, max_batch: int = 16, window_s: float = 0.03):
         self.engine, self.max_batch, self.window_s = engine, max_batch, window_s
         self._pending: list[_Request] = []
         self._cv = threading.Condition()
@@ -464,19 +473,33 @@ class Batcher:
             self._pending.append(req)
             self._cv.notify()
         while True:
-            kind, value = req.out.get()
-            if kind == "text":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
+            items = [req.out.get()]
+            while not req.out.empty():  # the worker may run ahead of a slow reader: skip to
+                items.append(req.out.get())  # the newest text rather than replay each step
+            texts = [v for k, v in items if k == "text"]
+            if texts:
+                yield texts[-1]
+            for kind, value in items:
+                if kind == "error":
+                    raise value
+                if kind == "end":
+                    return
+            if req.stop.is_set():  # stopped: what was shown is the reply
                 return
 
     def _take(self) -> list[_Request]:
         with self._cv:
             while not self._pending:
                 self._cv.wait()
-        time.sleep(self.window_s)
+        # Gather: keep waiting while requests still trickle in (users who clicked together
+        # reach the server over a few hundred ms), at most 5 windows.
+        seen = 0
+        for _ in range(5):
+            time.sleep(self.window_s)
+            with self._cv:
+                if len(self._pending) == seen or len(self._pending) >= self.max_batch:
+                    break
+                seen = len(self._pending)
         with self._cv:
             key = self._pending[0].settings.sampling_key()
             group = [r for r in self._pending if r.settings.sampling_key() == key]

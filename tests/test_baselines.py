@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ric.baselines as baselines
 import ric.sft as training
 from ric.artifacts import RicMeta, write_json, write_jsonl
 from ric.baselines import (
@@ -103,20 +102,6 @@ def test_top_quantile_rows_keep_the_best_of_each_reward():
     assert [r["raw"][1] for r in top_quantile_rows(rows, stats, 1, 0.7)] == [0, -1, -2]
 
 
-def test_cost_clock_accumulates_over_sessions(tmp_path):
-    from ric.baselines import CostClock
-
-    CostClock(tmp_path).write(steps=1)
-    first = json.loads((tmp_path / "train_log.json").read_text())
-    clock = CostClock(tmp_path)  # a resumed session starts from the saved totals
-    sum(i * i for i in range(200_000))
-    clock.write(steps=2)
-    clock.write(steps=3)  # a later write replaces the earlier one, it does not add to it
-    log = json.loads((tmp_path / "train_log.json").read_text())
-    assert log["steps"] == 3 and log["cpu_seconds"] >= first["cpu_seconds"]
-    assert log["wall_seconds"] >= first["wall_seconds"] >= 0
-
-
 def test_plain_examples_carry_no_reward_tags(tiny_tokenizer):
     fmt = ConditioningFormat()
     rows = [{"prompt": "hi <rm1_score> 9", "response": "hello", "raw": [0, 0]}]
@@ -208,9 +193,9 @@ def test_prompt_only_puts_the_instruction_in_the_system_turn(
 ):
     policy = load_prompt_only(_meta(tiny_adapter_dir, tiny_model_dir), dtype="float32")
     seen = []
-    real = baselines.generate
+    real = policy.engine.complete
     monkeypatch.setattr(
-        baselines, "generate", lambda m, t, x, *a: seen.extend(x) or real(m, t, x, *a)
+        policy.engine, "complete", lambda x, *a, **k: seen.extend(x) or real(x, *a, **k)
     )
     texts, _, achieved = policy.generate_batch(PROMPTS[:2], [0.7, 0.3], GREEDY)
     assert len(texts) == 2 and achieved.shape == (2, 2)

@@ -44,7 +44,7 @@ def instructions_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, model_dir, prompts_file):
     out = tmp_path_factory.mktemp("data")
-    prepare_dataset(prepare_cfg(out, model_dir, prompts_file))
+    prepare_dataset(prepare_cfg(out, model_dir, prompts_file, max_new_tokens=5))
     return out
 
 

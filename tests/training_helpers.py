@@ -59,11 +59,16 @@ def ending_model(src: Path, dst: Path, steps: int = 60) -> Path:
     texts = []
     for p in PROMPTS.splitlines():
         if p and not p.startswith("#"):
-            for k in range(8):
-                answer = " ".join(rng.choice(words, rng.integers(1, 6)))
-                # Half the prompts carry reward tags, as RiC's prompts do.
-                user = p if k % 2 else f"{p} <rm1_score> {k / 10} <rm2_score> -{k / 5}"
+            for k in range(12):
+                answer = " ".join(rng.choice(words, rng.integers(1, 7)))
+                # Some prompts carry reward tags (as RiC's do), some a system turn (as the
+                # hidden sampling instructions do).
+                user = p if k % 3 else f"{p} <rm1_score> {k / 10} <rm2_score> -{k / 5}"
                 msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+                if k % 3 == 1:
+                    msgs.insert(
+                        0, {"role": "system", "content": ["Be brief.", "Be cheerful."][k % 2]}
+                    )
                 texts.append(tok.apply_chat_template(msgs, tokenize=False))
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
@@ -80,7 +85,7 @@ def ending_model(src: Path, dst: Path, steps: int = 60) -> Path:
 
 
 def prepare_cfg(out, model_dir, prompts, instructions=None, **kw):
-    """A PrepareConfig for the tiny model: 2 answers per prompt, a 4-token cap."""
+    """A PrepareConfig for the tiny model: 2 answers per prompt, an 8-token cap."""
     from ric.data import PrepareConfig
 
     fields = dict(
@@ -89,7 +94,7 @@ def prepare_cfg(out, model_dir, prompts, instructions=None, **kw):
         prompts=str(prompts),
         instructions=str(instructions) if instructions else None,
         samples_per_prompt=2,
-        max_new_tokens=4,
+        max_new_tokens=8,
         batch_size=4,
         chunk=4,
         dtype="float32",

@@ -1,0 +1,43 @@
+"""Run logs: cost summed over every attempt of a step, killed ones too."""
+
+import json
+import subprocess
+import sys
+import time
+
+from ric.runlog import COST_FILE, RunClock, clock_total, machine_info
+
+
+def test_run_clock_sums_attempts_and_counts_each_once(tmp_path):
+    first = RunClock(tmp_path, every=0)
+    t = time.time()
+    while time.time() - t < 0.3:  # burn CPU time
+        pass
+    a = first.tick()
+    first.tick()  # a later tick of the same attempt replaces its figure, it does not add
+    assert a["attempts"] == 1 and clock_total(tmp_path)["cpu_seconds"] >= a["cpu_seconds"] > 0
+    second = RunClock(tmp_path, every=0)
+    total = second.stop()
+    assert total["attempts"] == 2
+    rows = [json.loads(x) for x in (tmp_path / COST_FILE).read_text().splitlines()]
+    assert total["cpu_seconds"] == round(
+        sum(max(r["cpu"] for r in rows if r["attempt"] == k) for k in {r["attempt"] for r in rows}),
+        1,
+    )
+
+
+def test_a_killed_attempt_still_counts_up_to_its_last_tick(tmp_path):
+    code = (
+        "import os, time, sys; from ric.runlog import RunClock;"
+        f"c = RunClock({str(tmp_path)!r}, every=0.2);"
+        "t = time.time()\nwhile time.time() - t < 1.0: pass\nos._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    killed = clock_total(tmp_path)
+    assert killed["attempts"] == 1 and killed["wall_seconds"] >= 0.6 and killed["cpu_seconds"] > 0
+    assert RunClock(tmp_path, every=0).stop()["cpu_seconds"] >= killed["cpu_seconds"]
+
+
+def test_machine_info_names_the_threads():
+    m = machine_info()
+    assert m["cores"] >= 1 and m["torch_threads"] >= 1 and m["torch"]
