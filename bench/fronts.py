@@ -6,7 +6,7 @@
     bash bench/run_baselines.sh              # everything, RiC's own runs included
 
 Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
-the first 100 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
+the first 60 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
 functions, rewards normalized with the RewardStats of RiC's final offline stage
 (runs/sft/adapter) and one reference point for every hypervolume. Layout, under --runs:
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ric.artifacts import atomic_write_text, read_json, write_json
+from ric.defaults import DEFAULT
 from ric.pareto import hypervolume, pareto_mask, sparsity
 
 METHODS = {  # name -> label, in table order
@@ -50,6 +51,7 @@ SAME_SETTINGS = (
     "max_prompts",
     "skip_prompts",
     "max_new_tokens",
+    "repetition_penalty",
     "temperature",
     "top_p",
     "seed",
@@ -166,8 +168,8 @@ def run_method(method: str, args, meta) -> None:
 
 
 def run_all(args) -> None:
-    from ric.runlog import machine_info
     from ric.models import load_adapter_meta
+    from ric.runlog import machine_info
 
     meta = load_adapter_meta(args.ric_adapter)
     write_json(Path(args.runs) / "bench" / "machine.json", machine_info())
@@ -569,9 +571,9 @@ def main(argv=None):
     p.add_argument("--online-adapter", default=None, help="default: RUNS/online/adapter")
     p.add_argument("--soups-recipe", default="train/recipes/bench_soups.yaml")
     p.add_argument("--morlhf-recipe", default="train/recipes/bench_morlhf.yaml")
-    p.add_argument("--prompts", default="assets/prompts/eval.txt")
-    p.add_argument("--max-prompts", type=int, default=100)
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--prompts", default=DEFAULT.eval_prompts)
+    p.add_argument("--max-prompts", type=int, default=60)
+    p.add_argument("--max-new-tokens", type=int, default=640)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="bfloat16")
     args = p.parse_args(argv)

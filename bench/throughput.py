@@ -185,17 +185,37 @@ def report(runs: Path, docs: Path) -> Path:
     if fid:
         g, f = fid["greedy"], fid["front"]
         same = ", ".join(f"{k} {v}/{g['prompts']}" for k, v in g["identical"].items())
-        ref, fast = f["engines"]
         lines += [
             f"Greedy replies identical to transformers fp32 (LoRA merged), {g['prompts']} "
             f"held-out prompts, {g['tokens']} tokens: {same}.",
             "",
             f"Greedy fronts, {len(f['weights'])} preference points x {f['prompts']} unseen "
-            f"prompts, {ref} against {fast}: largest gap in a point's mean achieved reward "
-            f"{f['max_abs_gap']:.3f} (normalized); hypervolume {f['hypervolume'][ref]:.3f} vs "
-            f"{f['hypervolume'][fast]:.3f} ({100 * f['hypervolume_rel_gap']:.1f}% apart), "
-            f"reference point {[round(x, 3) for x in f['reference_point']]}. `{fid['command']}`",
+            f"prompts, against {f['reference']} (reference point "
+            f"{[round(x, 3) for x in f['reference_point']]}):",
+            "",
+            "| engine | largest gap in a point's mean reward | hypervolume | vs reference |",
+            "|---|---|---|---|",
+            f"| {f['reference']} | - | {f['hypervolume'][f['reference']]:.3f} | - |",
         ]
+        for k, gap in f["vs_reference"].items():
+            lines.append(
+                f"| {k} | {gap['max_abs_gap']:.3f} | {f['hypervolume'][k]:.3f} | "
+                f"{100 * gap['hypervolume_rel_gap']:.1f}% |"
+            )
+        if fid.get("ends"):
+            e = fid["ends"]
+            n = next(iter(e.values()))["replies"]
+            lines += [
+                "",
+                f"Replies that end by themselves (plain prompts, {n} sampled replies, "
+                "temperature 0.7, top_p 0.95): "
+                + ", ".join(
+                    f"{k} {100 * v['ended_share']:.0f}% ({v['mean_tokens']:.0f} tokens)"
+                    for k, v in e.items()
+                )
+                + ".",
+            ]
+        lines += ["", f"`{fid['command']}`"]
     else:
         lines.append("Not run yet: `python bench/fidelity.py`.")
     notes = docs / "engines_notes.md"  # the reading of the numbers, written by people

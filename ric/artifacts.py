@@ -161,6 +161,9 @@ class RicMeta:
     mapping: str = "ric"
     kind: str = "text"  # "text" | "image"
     extra: dict = field(default_factory=dict)
+    # name -> one line a user understands ("How cheerful the reply sounds ..."), shown under
+    # its slider; names missing here fall back to ric.rewards.REWARD_DESCRIPTIONS.
+    reward_descriptions: dict = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> None:
         write_json(Path(folder) / META_FILE, asdict(self))

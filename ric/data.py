@@ -34,6 +34,7 @@ from ric.config import field
 from ric.defaults import DEFAULT
 from ric.generation import GenerationSettings, is_degenerate
 from ric.normalization import RewardStats
+from ric.quality import guard_metrics
 from ric.rewards import get_reward_fn
 from ric.runlog import RunClock, command_line, set_threads_from_env
 
@@ -79,7 +80,7 @@ class PrepareConfig:
         "sampling prompt (never the training prompt); None: plain prompts only",
     )
     max_new_tokens: int = field(
-        512, "token cap: high enough that nearly every answer ends by itself (data.json)"
+        640, "token cap: high enough that nearly every answer ends by itself (data.json)"
     )
     batch_size: int = field(16, "generation batch size")
     backend: str = field("auto", "generation backend (ric.models.BACKENDS, or auto)")
@@ -307,6 +308,11 @@ def prepare_dataset(cfg: PrepareConfig) -> Path:
             "n_rows": len(rows),
             "reward_names": list(cfg.rewards),
             "lengths": lengths,
+            # The training responses' own openings, echo and variety (ric.quality): stock
+            # phrases in the data would become stock phrases of the model.
+            "guards": guard_metrics(
+                [reward_prompt(r["prompt"]) for r in rows], [r["response"] for r in rows]
+            ),
             # Spearman correlation of the rewards over the data: the most negative pair is the
             # pair that conflicts most (train/measure_rewards.py tabulates it).
             "reward_correlation": spearman_matrix(stats.normalize(raw)).tolist(),
@@ -357,17 +363,22 @@ def reward_measures(rows: list[dict], names: list[str]) -> dict:
     }
 
 
-def choose_pair(measures: dict, min_within: float = 0.3) -> tuple[str, str]:
-    """The pair to condition on: among rewards the model moves with its own words (at least
-    `min_within` of their variance within a prompt), the pair that conflicts most within
-    prompts (lowest Spearman)."""
+def choose_pair(
+    measures: dict, min_within: float = 0.3, min_range: float = 0.05
+) -> tuple[str, str]:
+    """The pair to condition on: among rewards that spread (a 10-90% range of at least
+    `min_range` in the reward's own units; every candidate text reward lies in [0, 1] or
+    [-1, 1]) and that the model moves with its own words (at least `min_within` of their
+    variance within a prompt), the pair that conflicts most within prompts (lowest Spearman)."""
     names, within = measures["names"], measures["within_prompt"]
+    spread = [hi - lo for lo, hi in measures["q10_q90"]]
     rho = np.array(measures["spearman_within_prompt"])
-    ok = [i for i, w in enumerate(within) if w >= min_within]
+    ok = [i for i, w in enumerate(within) if w >= min_within and spread[i] >= min_range]
     pairs = [(rho[i, j], i, j) for a, i in enumerate(ok) for j in ok[a + 1 :]]
     if not pairs:
         raise ValueError(
-            f"fewer than two rewards vary within prompts: {dict(zip(names, within, strict=True))}"
+            f"fewer than two rewards spread and vary within prompts: within {within}, "
+            f"10-90% ranges {spread} ({names})"
         )
     _, i, j = min(pairs)
     return names[i], names[j]

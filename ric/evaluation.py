@@ -37,7 +37,7 @@ class EvalConfig:
     model: str | None = field(None, "base model id or path (default: the adapter's base)")
     base: bool = field(False, "evaluate the base model WITHOUT conditioning (one point)")
     prompts: str = field(DEFAULT.eval_prompts, "held-out prompts, one per line")
-    max_prompts: int | None = field(100, "use the first N prompts (None: all)")
+    max_prompts: int | None = field(60, "use the first N prompts (None: all)")
     skip_prompts: int = field(0, "skip the first N prompts (a second held-out slice)")
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the adapter's)")
@@ -47,12 +47,14 @@ class EvalConfig:
         "(default: the artifact's own)",
     )
     max_new_tokens: int = field(
-        512, "generation cap (as the training data's: answers end by themselves)"
+        640, "generation cap (as the training data's: answers end by themselves)"
     )
     temperature: float = field(0.7, "sampling temperature")
     top_p: float = field(0.9, "nucleus sampling")
     repetition_penalty: float = field(
-        1.0, "above 1 makes a repeated token less likely: loops of a small model then end"
+        1.1,
+        "above 1 makes a repeated token less likely: the 135M default's loops then end "
+        "(as in its training data, train/recipes/cpu_data.yaml)",
     )
     batch_size: int = field(16, "generation batch size")
     backend: str = field("auto", "generation backend (ric.models.BACKENDS, or auto)")
@@ -200,7 +202,9 @@ def aggregate_sweep(sweep, rows: list[dict]) -> tuple[list[dict], list[list]]:
     return points, per_prompt
 
 
-def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
+def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=None) -> dict:
+    """Aggregate a sweep's rows into cfg.out/front.json. The image evaluator passes
+    guards=False (its rows are images: no text guards) and its own `extra` fields."""
     names = steer.reward_names
     points, per_prompt = aggregate_sweep(sweep, rows)
     achieved = np.array([p["achieved"] for p in points])
@@ -232,8 +236,9 @@ def write_front(cfg, steer, sweep, rows, wall, cpu) -> dict:
         w = np.array(sweep)
         desired = np.array([p["desired"] for p in points])
         front["controllability"] = controllability_report(w, desired, achieved)
+    front.update(extra or {})
     missing = [g for p in points for g in GUARDS if g not in p.get("guards", {})]
-    if missing:
+    if guards and missing:
         raise ValueError(f"front lacks quality guards {sorted(set(missing))}")
     write_json(Path(cfg.out) / FRONT_FILE, front)
     return front

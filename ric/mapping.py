@@ -8,6 +8,11 @@ METHOD.md section 6. With low_i/high_i the range of normalized reward i and N re
 - "linear": r_i = w_i (high_i - low_i) + low_i.
 - "quantile" (released diffusion): reward i gets its training quantile min(N w_i, 1), capped at
   0.9999999, so the dominant reward gets a very high quantile.
+- "typical" (the app's default): the "ric" formula with weight 0 meaning "not a priority"
+  rather than "as low as possible": r_i = min(N w_i, 1) (high_i - m_i) + m_i, with m_i the
+  median of reward i in the training data (its typical value). Under "ric", w = (0, 1) asks
+  for the lowest positivity the data showed, and replies turn gloomy; here it asks for a
+  typical one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from ric.normalization import RewardStats
 
-METHODS = ("ric", "l2", "linear", "quantile")
+METHODS = ("ric", "l2", "linear", "quantile", "typical")
 TOP_QUANTILE = 0.9999999
 
 
@@ -85,6 +90,11 @@ def preference_to_rewards(
             raise ValueError("pass low and high, or stats holding the mapping range")
         low, high = stats.low, stats.high
     lo, hi = _check_range(low, high, n)
+    if method == "typical":
+        if stats is None:
+            raise ValueError("the 'typical' mapping needs the training RewardStats (stats=...)")
+        lo = np.clip(typical_rewards(stats), lo, hi)
+        return np.minimum(n * w, 1.0) * (hi - lo) + lo
     if method == "ric":
         frac = np.minimum(n * w, 1.0)
     elif method == "l2":
@@ -92,6 +102,12 @@ def preference_to_rewards(
     else:
         frac = w
     return frac * (hi - lo) + lo
+
+
+def typical_rewards(stats: RewardStats) -> np.ndarray:
+    """Each reward's median in the training data (normalized); 0, the mean, when the stats hold
+    no quantiles."""
+    return stats.quantile(0.5) if stats.quantiles else np.zeros(stats.n_rewards)
 
 
 def simplex_grid(n_rewards: int, points: int | None = None) -> np.ndarray:

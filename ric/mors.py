@@ -40,7 +40,7 @@ class OnlineRecipe:
     out_dir: str = field("runs/online", "output folder: iter_<k>/ per iteration, adapter/")
     iterations: int = field(1, "MORS iterations (the paper: 1-2)")
     n_prompts: int = field(1000, "prompts sampled (with replacement) per iteration")
-    max_new_tokens: int = field(512, "generation cap (as the offline data's)")
+    max_new_tokens: int = field(640, "generation cap (as the offline data's)")
     batch_size: int = field(16, "generation batch size")
     backend: str = field("auto", "generation backend (ric.models.BACKENDS, or auto)")
     chunk: int = field(64, "answers per checkpointed chunk (each sampled with its own seed)")

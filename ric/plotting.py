@@ -57,6 +57,29 @@ def _check_front(front: dict, names: Sequence[str]) -> np.ndarray:
     return _points([p["achieved"] for p in front["points"]], len(names), "front points")
 
 
+def axis_title(name: str) -> str:
+    """An axis in words: "positivity: more positive ->" (higher is better on every axis)."""
+    from ric.rewards import reward_axis
+
+    return f"{name}: {reward_axis(name)}"
+
+
+def front_order(front: dict) -> np.ndarray:
+    """Indices of a front's points in reward order (by the first reward, then the second), so
+    the line joining them follows the front instead of the sweep order (which zigzags where
+    the achieved rewards are not monotone in the weights)."""
+    pts = np.asarray([p["achieved"] for p in front["points"]], dtype=float)
+    return np.lexsort(pts.T[::-1][-2:]) if len(pts) else np.arange(0)
+
+
+def labelled(k: int, max_labels: int = 3) -> set[int]:
+    """Which of k points (in front order) carry a text label: the two ends and the middle;
+    every point still shows its weights on hover. A label per point overlaps in clusters."""
+    if k <= max_labels:
+        return set(range(k))
+    return {int(round(i * (k - 1) / (max_labels - 1))) for i in range(max_labels)}
+
+
 def pareto_figure(
     reward_names: Sequence[str],
     fronts: Sequence[dict] = (),
@@ -64,11 +87,14 @@ def pareto_figure(
     replies: Sequence[dict] = (),
     replies_name: str = "replies",
     title: str | None = None,
+    height: int = 460,
 ):
-    """A Plotly figure of normalized rewards (every axis: higher is better).
+    """A Plotly figure of normalized rewards (every axis: higher is better, named in words).
 
-    fronts: front.json dicts; their points are labelled with their weights and the legend names
-        each with its hypervolume. Base-model fronts are drawn as stars.
+    fronts: front.json dicts, joined in reward order; a few points carry their weights as a
+        label, every point on hover and in `customdata` (what a click on the point reads: the
+        app sets its sliders to them). The legend names each front with its hypervolume.
+        Base-model fronts are drawn as stars.
     desired: the desired reward vector the current preference maps to.
     replies: dicts with "achieved" (and optionally "weights", "desired", "label") for every reply
         so far, oldest first; drawn numbered (or with their "label").
@@ -81,6 +107,7 @@ def pareto_figure(
         raise ValueError(f"Pareto plots show 2 or 3 objectives, got {n}")
     scatter = go.Scatter if n == 2 else go.Scatter3d
     marker_scale = 1.0 if n == 2 else 0.6  # 3-D markers look larger at the same size
+    hoverinfo = "text+x+y" if n == 2 else "text+x+y+z"
 
     def coords(arr: np.ndarray) -> dict:
         return dict(zip(("x", "y", "z"), arr.T.tolist(), strict=False))
@@ -106,19 +133,23 @@ def pareto_figure(
                 )
             )
             continue
-        labels = [weights_text(p["weights"]) for p in front["points"]]
+        order = front_order(front) if n == 2 else np.arange(len(pts))
+        points = [front["points"][i] for i in order]
+        shown = labelled(len(points))
+        labels = [weights_text(p["weights"]) for p in points]
         fig.add_trace(
             scatter(
-                **coords(pts),
+                **coords(pts[order]),
                 mode="lines+markers+text" if n == 2 else "markers+text",
                 name=name,
-                text=labels,
-                textposition="top center",
-                textfont=dict(size=9),
-                marker=dict(size=9 * marker_scale, color=FRONT_COLORS[k % len(FRONT_COLORS)]),
+                text=[t if i in shown else "" for i, t in enumerate(labels)],
+                textposition="top right" if n == 2 else "top center",
+                textfont=dict(size=10),
+                marker=dict(size=10 * marker_scale, color=FRONT_COLORS[k % len(FRONT_COLORS)]),
                 line=dict(width=1, dash="dot") if n == 2 else None,
-                hovertext=[f"{name}<br>{t}<br>reference point {ref}" for t in labels],
-                hoverinfo="text+x+y" if n == 2 else "text+x+y+z",
+                customdata=[p["weights"] for p in points],
+                hovertext=[f"{name}<br>{t} (click: reply here)" for t in labels],
+                hoverinfo=hoverinfo,
             )
         )
     if desired is not None:
@@ -154,17 +185,21 @@ def pareto_figure(
                     size=11 * marker_scale, color=REPLY_COLOR, opacity=opacity if n == 2 else 1.0
                 ),
                 hovertext=hover,
-                hoverinfo="text+x+y" if n == 2 else "text+x+y+z",
+                hoverinfo=hoverinfo,
             )
         )
-    axis = [f"{name} (normalized)" for name in names]
+    axis = [axis_title(name) for name in names]
+    # The legend sits above the plot, the axis titles below and left: they never meet.
+    top = 70 if title else 40
     layout = dict(
-        title=dict(text=title) if title else None,
+        title=dict(text=title, y=0.98) if title else None,
         template="plotly_white",
-        height=460,
-        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.12 if n == 2 else 0.0, x=0),
+        height=height,
+        margin=dict(l=10, r=10, t=top, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11)),
         uirevision="keep",  # keep the user's zoom and 3-D rotation across updates
+        clickmode="event",
+        hovermode="closest",
     )
     if n == 2:
         fig.update_layout(**layout, xaxis_title=axis[0], yaxis_title=axis[1])
@@ -206,8 +241,13 @@ def _save_png(fronts: Sequence[dict], names: list[str], path: Path) -> Path:
         )
         ax.scatter(*pts.T, label=front_name(front), **style)
         if not base and len(names) == 2:
-            ax.plot(*pts.T, linestyle=":", linewidth=1, color=style["color"])
-            for p, xy in zip(front["points"], pts, strict=True):
+            order = front_order(front)
+            ax.plot(*pts[order].T, linestyle=":", linewidth=1, color=style["color"])
+            shown = labelled(len(order))
+            for i, k in enumerate(order):
+                if i not in shown:
+                    continue
+                p, xy = front["points"][k], pts[k]
                 ax.annotate(
                     weights_text(p["weights"]),
                     xy,
@@ -215,10 +255,10 @@ def _save_png(fronts: Sequence[dict], names: list[str], path: Path) -> Path:
                     xytext=(3, 3),
                     textcoords="offset points",
                 )
-    ax.set_xlabel(f"{names[0]} (normalized)")
-    ax.set_ylabel(f"{names[1]} (normalized)")
+    ax.set_xlabel(axis_title(names[0]))
+    ax.set_ylabel(axis_title(names[1]))
     if len(names) == 3:
-        ax.set_zlabel(f"{names[2]} (normalized)")
+        ax.set_zlabel(axis_title(names[2]))
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -301,281 +301,20 @@ def hf_sequence_classifier(
     return _reward_fn(score, f"{HF_PREFIX}{model}", hf_sequence_classifier.__doc__)
 
 
-# --- image rewards ---
-# Image rewards are called as fn(prompts, images) -> np.ndarray (float64, shape (n,)): prompts
-# are the captions WITHOUT reward tags, images PIL images or HxWx3 uint8 arrays. The offline
-# ones (compressibility, colorfulness, sharpness) need no download; aesthetic needs the hub.
+# --- image rewards: in ric.image.rewards, re-exported here under their old names ---
 
-ImageRewardFn = Callable[[list[str], list[Any]], np.ndarray]
-
-CLIP_L14 = "openai/clip-vit-large-patch14"
-
-
-def _as_rgb_array(image: Any, i: int) -> np.ndarray:
-    """An HxWx3 uint8 array from a PIL image (any mode) or an HxWx3 uint8 array."""
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"images[{i}] must be an HxWx3 uint8 array, got {image.dtype} {image.shape}"
-            )
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"images[{i}] is empty, shape {image.shape}")
-        return image
-    # A PIL image without importing PIL here: every PIL.Image.Image has .convert and .size.
-    if hasattr(image, "convert") and hasattr(image, "size") and hasattr(image, "mode"):
-        return np.asarray(image.convert("RGB"))
-    raise ValueError(
-        f"images[{i}] must be a PIL image or an HxWx3 uint8 array, got {type(image).__name__}"
-    )
-
-
-def _image_reward_fn(score: Callable[[list[np.ndarray]], Any], name: str, doc: str):
-    """Wrap a scorer of RGB uint8 arrays with the checks every image reward shares."""
-
-    def fn(prompts: list[str], images: list[Any]) -> np.ndarray:
-        prompts = _check_texts(prompts, "prompts")
-        if not isinstance(images, (list, tuple)):
-            raise ValueError(
-                f"images must be a list of PIL images or HxWx3 uint8 arrays, "
-                f"got {type(images).__name__}"
-            )
-        if len(prompts) != len(images):
-            raise ValueError(
-                f"prompts and images must have the same length, "
-                f"got {len(prompts)} prompts and {len(images)} images"
-            )
-        if not images:
-            return np.zeros(0, dtype=np.float64)
-        arrays = [_as_rgb_array(img, i) for i, img in enumerate(images)]
-        out = np.asarray(score(arrays), dtype=np.float64).reshape(-1)
-        if out.shape != (len(arrays),):
-            raise RuntimeError(f"reward {name!r} returned {out.shape[0]} scores for {len(arrays)}")
-        return out
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    return fn
-
-
-def compressibility(size: int | None = 512, quality: int = 95) -> ImageRewardFn:
-    """Minus the JPEG size in kB (1000 bytes) at ``quality``, after resizing to size x size.
-
-    The paper's diffusion reward (512 x 512, quality 95); ``size=None`` keeps the image's own
-    size. Higher is better: a flat image compresses to a few hundred bytes, noise does not.
-
-    >>> fn = compressibility(size=64)
-    >>> fn([""], [np.zeros((32, 32, 3), np.uint8)])  # doctest: +SKIP
-    array([-0.7...])
-    """
-    if size is not None and not (isinstance(size, int) and size > 0):
-        raise ValueError(f"compressibility size must be a positive int or None, got {size!r}")
-    if not (isinstance(quality, int) and 1 <= quality <= 100):
-        raise ValueError(f"JPEG quality must be an int in [1, 100], got {quality!r}")
-    import io
-
-    from PIL import Image
-
-    def score(images: list[np.ndarray]) -> list[float]:
-        out = []
-        for arr in images:
-            img = Image.fromarray(arr)
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BICUBIC)
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=quality)
-            out.append(-buf.tell() / 1000.0)
-        return out
-
-    return _image_reward_fn(score, "compressibility", compressibility.__doc__)
-
-
-def colorfulness() -> ImageRewardFn:
-    """Hasler & Suesstrunk (2003) colorfulness: 0 for a grey image, ~100+ for saturated ones.
-
-    With rg = R - G and yb = (R + G) / 2 - B over all pixels (0..255):
-    ``sqrt(std_rg^2 + std_yb^2) + 0.3 * sqrt(mean_rg^2 + mean_yb^2)``.
-
-    >>> fn = colorfulness()
-    >>> fn(["", ""], [np.full((8, 8, 3), 128, np.uint8), np.eye(3, dtype=np.uint8)[None].repeat(3, 0) * 255])  # doctest: +SKIP
-    array([  0.        , 133.8...])
-    """
-
-    def one(arr: np.ndarray) -> float:
-        rgb = arr.reshape(-1, 3).astype(np.float64)
-        rg = rgb[:, 0] - rgb[:, 1]
-        yb = 0.5 * (rgb[:, 0] + rgb[:, 1]) - rgb[:, 2]
-        return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-
-    def score(images: list[np.ndarray]) -> list[float]:
-        return [one(arr) for arr in images]
-
-    return _image_reward_fn(score, "colorfulness", colorfulness.__doc__)
-
-
-def sharpness(log: bool = True) -> ImageRewardFn:
-    """Variance of the Laplacian of the grey image (0..255), ``log1p`` of it by default.
-
-    A standard focus measure: blur removes high frequencies and with them the Laplacian's
-    variance; the log keeps one noisy image from dominating the z-scores.
-
-    >>> fn = sharpness()
-    >>> fn([""], [np.full((16, 16, 3), 90, np.uint8)])  # doctest: +SKIP
-    array([0.])
-    """
-    from scipy.ndimage import laplace
-
-    def one(arr: np.ndarray) -> float:
-        # ITU-R 601 luma, the grey conversion PIL and skimage use.
-        grey = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        var = float(laplace(grey, mode="reflect").var())
-        return float(np.log1p(var)) if log else var
-
-    def score(images: list[np.ndarray]) -> list[float]:
-        return [one(arr) for arr in images]
-
-    return _image_reward_fn(score, "sharpness", sharpness.__doc__)
-
-
-def aesthetic_mlp(dim: int = 768):
-    """The LAION improved-aesthetic-predictor head: an MLP on unit-norm CLIP image embeddings.
-
-    Its state-dict keys (``layers.0.weight`` ... ``layers.7.bias``) match the released
-    ``sac+logos+ava1-l14-linearMSE.pth``, so converted weights load as they are.
-    """
-    import torch
-    from torch import nn
-
-    class AestheticMLP(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layers = nn.Sequential(
-                nn.Linear(dim, 1024),
-                nn.Dropout(0.2),
-                nn.Linear(1024, 128),
-                nn.Dropout(0.2),
-                nn.Linear(128, 64),
-                nn.Dropout(0.1),
-                nn.Linear(64, 16),
-                nn.Linear(16, 1),
-            )
-
-        def forward(self, embeds: torch.Tensor) -> torch.Tensor:
-            return self.layers(embeds).squeeze(-1)
-
-    return AestheticMLP()
-
-
-def convert_aesthetic_weights(pth: str | Path, out: str | Path) -> Path:
-    """Convert the released ``sac+logos+ava1-l14-linearMSE.pth`` to safetensors, once.
-
-    The .pth is loaded with ``weights_only=True`` (plain tensors, no code is unpickled).
-
-        python -c "from ric.rewards import convert_aesthetic_weights as c; \\
-            c('sac+logos+ava1-l14-linearMSE.pth', 'aesthetic_mlp.safetensors')"
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    state = torch.load(pth, map_location="cpu", weights_only=True)
-    state = {k: v.contiguous() for k, v in state.items()}
-    aesthetic_mlp(state["layers.0.weight"].shape[1]).load_state_dict(state)  # checks the keys
-    save_file(state, str(out))
-    return Path(out)
-
-
-def _load_aesthetic_weights(mlp_weights: str | None) -> dict:
-    """State dict of the aesthetic MLP from a safetensors path or ``org/repo:file.safetensors``."""
-    missing = (
-        "the 'aesthetic' reward needs the LAION improved-aesthetic-predictor MLP as safetensors: "
-        "pass mlp_weights=PATH or mlp_weights='org/repo:file.safetensors' (convert the released "
-        "sac+logos+ava1-l14-linearMSE.pth with ric.rewards.convert_aesthetic_weights)"
-    )
-    if not mlp_weights:
-        raise RuntimeError(missing)
-    from safetensors.torch import load_file
-
-    path = Path(mlp_weights)
-    if not path.is_file():
-        repo, sep, filename = str(mlp_weights).partition(":")
-        if not sep or not filename.endswith(".safetensors"):
-            raise RuntimeError(f"{missing}; {mlp_weights!r} is neither a file nor such a hub spec")
-        from huggingface_hub import hf_hub_download
-
-        try:
-            path = Path(hf_hub_download(repo, filename))
-        except Exception as e:  # offline, unknown repo, missing file: all mean "not available"
-            raise RuntimeError(f"{missing}; could not fetch {mlp_weights!r}: {e}") from e
-    return load_file(str(path))
-
-
-def aesthetic(
-    mlp_weights: str | None = None,
-    clip_model: str = CLIP_L14,
-    batch_size: int = 16,
-    device: str | None = None,
-) -> ImageRewardFn:
-    """LAION improved aesthetic score (about 1..10): CLIP ViT-L/14 image embedding + MLP.
-
-    Needs the hub (or local copies): ``clip_model`` (default openai/clip-vit-large-patch14)
-    through transformers, and the MLP weights as safetensors (``mlp_weights``: a file, or
-    ``org/repo:file.safetensors``). Raises RuntimeError naming what is missing otherwise.
-
-    >>> fn = aesthetic(mlp_weights="aesthetic_mlp.safetensors")  # doctest: +SKIP
-    >>> fn(["a photo of a cat"], [image])  # doctest: +SKIP
-    array([5.8...])
-    """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    state = _load_aesthetic_weights(mlp_weights)
-
-    import torch
-    from transformers import CLIPImageProcessor, CLIPModel
-
-    try:
-        clip = CLIPModel.from_pretrained(clip_model, use_safetensors=True)
-        processor = CLIPImageProcessor.from_pretrained(clip_model)
-    except OSError as e:
-        raise RuntimeError(
-            f"the 'aesthetic' reward needs the CLIP model {clip_model!r} (safetensors weights and "
-            f"its image processor), which could not be loaded; download it once with a hub "
-            f"connection or pass clip_model=LOCAL_FOLDER: {e}"
-        ) from e
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    mlp = aesthetic_mlp(clip.config.projection_dim)
-    try:
-        mlp.load_state_dict(state)
-    except RuntimeError as e:
-        raise RuntimeError(f"aesthetic MLP weights {mlp_weights!r} do not fit: {e}") from e
-    clip.to(device).eval()
-    mlp.to(device).eval()
-
-    def score(images: list[np.ndarray]) -> np.ndarray:
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                pixels = processor(images=images[start : start + batch_size], return_tensors="pt")
-                emb = clip.get_image_features(pixel_values=pixels["pixel_values"].to(device))
-                emb = getattr(emb, "pooler_output", emb)  # a tensor, or an output object
-                emb = emb / emb.norm(dim=-1, keepdim=True)
-                out.append(mlp(emb.float()).cpu().numpy())
-        return np.concatenate(out)
-
-    return _image_reward_fn(score, "aesthetic", aesthetic.__doc__)
-
-
-IMAGE_REWARDS: dict[str, Callable[..., ImageRewardFn]] = {
-    "compressibility": compressibility,
-    "colorfulness": colorfulness,
-    "sharpness": sharpness,
-    "aesthetic": aesthetic,
-}
-
-
-def is_image_reward(name: str) -> bool:
-    """True for rewards called as fn(prompts, images) rather than fn(prompts, responses)."""
-    return name in IMAGE_REWARDS
-
+from ric.image.rewards import (  # noqa: E402, F401
+    CLIP_L14,
+    IMAGE_REWARDS,
+    ImageRewardFn,
+    aesthetic,
+    aesthetic_mlp,
+    colorfulness,
+    compressibility,
+    convert_aesthetic_weights,
+    is_image_reward,
+    sharpness,
+)
 
 REWARDS: dict[str, Callable[..., RewardFn]] = {
     "relevance": relevance,
@@ -584,6 +323,45 @@ REWARDS: dict[str, Callable[..., RewardFn]] = {
     "harmlessness": harmlessness,
     **IMAGE_REWARDS,
 }
+
+# What each reward means to a user, in one line, and its axis in words (the Pareto view's
+# "more positive ->"). An artifact may carry its own lines (RicMeta.reward_descriptions).
+REWARD_DESCRIPTIONS: dict[str, str] = {
+    "relevance": "How closely the reply stays on the topic of your message.",
+    "positivity": "How cheerful and upbeat the reply sounds (sentiment of its words).",
+    "brevity": "How short the reply is: high means a few words, low a long answer.",
+    "harmlessness": "How free the reply is of offensive language.",
+    "compressibility": "How simple the image is: high means flat areas, a small JPEG file.",
+    "colorfulness": "How vivid and saturated the image's colours are.",
+    "sharpness": "How crisp the image's edges are.",
+    "aesthetic": "How pleasing the image looks to an aesthetic-score model.",
+}
+REWARD_AXES: dict[str, str] = {
+    "relevance": "more on topic",
+    "positivity": "more positive",
+    "brevity": "shorter",
+    "harmlessness": "more harmless",
+    "compressibility": "simpler (smaller file)",
+    "colorfulness": "more colourful",
+    "sharpness": "sharper",
+    "aesthetic": "prettier",
+}
+
+
+def describe_reward(name: str, own: dict | None = None) -> str:
+    """One line on what reward `name` means: the artifact's own (`own`, from ric.json), else the
+    shipped default; "" for a reward nobody described.
+
+    >>> describe_reward("brevity")
+    'How short the reply is: high means a few words, low a long answer.'
+    """
+    return (own or {}).get(name) or REWARD_DESCRIPTIONS.get(name, "")
+
+
+def reward_axis(name: str) -> str:
+    """A plot axis in words: "more positive ->" (higher is better on every axis)."""
+    return f"{REWARD_AXES.get(name, 'higher ' + name)} \u2192"
+
 
 _cache: dict[tuple, RewardFn] = {}
 _cache_lock = threading.RLock()

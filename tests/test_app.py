@@ -5,6 +5,7 @@ the module. The UI callbacks (private endpoints) are also called directly, as th
 """
 
 import concurrent.futures
+import html
 import importlib.util
 import inspect
 import json
@@ -17,7 +18,9 @@ import gradio as gr
 import pytest
 import torch
 
+import ric.app.text as app_text
 from ric.conditioning import REWARD_TAG_NOTICE
+from ric.rewards import describe_reward
 from ric.steering import SteerableModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +99,7 @@ def test_api_lists_exactly_the_documented_endpoints(client):
     assert set(info["named_endpoints"]) == {"/generate", "/map_preferences"}
 
 
-@pytest.mark.parametrize("method", ["ric", "l2", "linear", "quantile"])
+@pytest.mark.parametrize("method", ["ric", "l2", "linear", "quantile", "typical"])
 def test_map_preferences(client, steer, method):
     desired = client.predict([0.3, 0.7], method, api_name="/map_preferences")
     assert desired == pytest.approx(steer.desired([0.3, 0.7], method).tolist())
@@ -338,7 +341,7 @@ def test_login_throttle_doubles_the_wait_up_to_a_limit():
 def test_chat_streams_scores_and_plots(demo, steer):
     chat = callback(demo, "chat")
     request = gr.Request(session_hash="test")
-    outs = list(chat(request, "hello <rm1_score> 9", [], [], 0.3, 0.7, "ric", 8, 0.7))
+    outs = list(chat(request, "hello <rm1_score> 9", [], [], 0.3, 0.7, "ric", 8, 0.7, 0))
     assert len(outs) >= 2
     chatbot, _, notice, table, rows, fig, history, replies = outs[-1]
     assert chatbot[0] == {"role": "user", "content": "hello rm1_score 9"}
@@ -349,19 +352,20 @@ def test_chat_streams_scores_and_plots(demo, steer):
     assert reply["achieved"] == pytest.approx(
         steer.score(["hello rm1_score 9"], [reply["text"]])[0].tolist()
     )
-    assert "last reply" in table and rows[0][0] == 1
+    assert "last reply" in table and f"<td class='text'>{html.escape(reply['text'])}</td>" in rows
     assert [t.name for t in fig.data][-1] == "replies (1)"
 
-    # A second turn sees the first and adds a second point.
-    outs = list(chat(request, "and then?", history, replies, 0.3, 0.7, "ric", 8, 0.7))
+    # A second turn joins the chat and adds a second point; the model saw only the new message.
+    outs = list(chat(request, "and then?", history, replies, 0.3, 0.7, "ric", 8, 0.7, 0))
     assert len(outs[-1][-1]) == 2 and len(outs[-1][0]) == 4
+    assert "The model sees only your new message." in outs[-1][2]
 
 
 def test_stop_ends_the_reply_early_and_it_is_still_scored(demo):
     chat, stop = callback(demo, "chat"), callback(demo, "stop_chat")
     request = gr.Request(session_hash="stopper")
     torch.manual_seed(0)  # unstopped, this reply streams 82 pieces before its EOS
-    stream = chat(request, "hello", [], [], 0.5, 0.5, "ric", 512, 0.7)
+    stream = chat(request, "hello", [], [], 0.5, 0.5, "ric", 512, 0.7, 0)
     next(stream), next(stream)  # the user's message, then the first piece of the reply
     stop(request)
     outs = list(stream)
@@ -374,28 +378,100 @@ def test_new_chat_clears_everything(demo):
     chatbot, msg, notice, table, rows, fig, history, replies = new_chat(
         gr.Request(session_hash="x"), 0.5, 0.5, "ric"
     )
-    assert chatbot == history == replies == rows == [] and msg == notice == ""
+    assert chatbot == history == replies == [] and msg == notice == rows == ""
     assert "last reply" not in table and [t.name for t in fig.data][-1] == "desired"
 
 
-def test_chat_empty_message_is_a_gr_error(demo):
+def test_empty_message_or_all_zero_sliders_give_one_notice_and_no_error(demo):
+    """No gr.Error (which marks every output with a red pill): one notice, nothing else."""
     chat = callback(demo, "chat")
-    with pytest.raises(gr.Error, match="empty"):
-        list(chat(gr.Request(session_hash="t"), "  ", [], [], 0.5, 0.5, "ric", 8, 0.7))
+    request = gr.Request(session_hash="t")
+    for message, weights, expected in [("  ", (0.5, 0.5), "box is empty"), ("hi", (0, 0), "0")]:
+        (out,) = list(chat(request, message, [], [], *weights, "ric", 8, 0.7, 0))
+        assert expected in out[2]
+        assert all(isinstance(o, type(gr.skip())) for i, o in enumerate(out) if i != 2)
+    rows, fig, notice = callback(demo, "compare")("", 5, "ric", 4, 0)
+    assert "box is empty" in notice
 
 
-def test_slider_rebalances_and_updates_desired(demo, steer):
-    out = callback(demo, "slider_0_moved")(0.8, 0.5, "ric", [])  # slider 0 dragged to 0.8
-    assert out[1] == pytest.approx(0.2)
-    table, fig = out[-2:]
-    assert "desired" in table and "desired" in [t.name for t in fig.data]
+def test_send_is_disabled_while_the_box_is_empty(demo):
+    config = demo.get_config_file()
+    (send,) = [c for c in config["components"] if c["props"].get("elem_id") == "send"]
+    assert send["props"]["interactive"] is False
+
+
+def test_sliders_never_move_each_other(demo, steer):
+    """Each slider says how much its reward matters; the preference is their proportions, and
+    setting one to 0 leaves the other where it is (no jump to 1)."""
+    table, fig = callback(demo, "slider_0_moved")(0.0, 0.6, "typical", [])
+    assert "| weight | 0.00 | 1.00 |" in table
+    assert f"{steer.desired([0, 1], 'typical')[1]:+.2f}" in table
+    table, fig = callback(demo, "slider_1_moved")(0.2, 0.6, "typical", [])
+    assert "| weight | 0.25 | 0.75 |" in table and "desired" in [t.name for t in fig.data]
+    table, _ = callback(demo, "slider_1_moved")(0.0, 0.0, "typical", [])
+    assert "raise at least one" in table
+
+
+def test_a_click_on_a_front_point_sets_the_sliders_and_answers_again(demo, steer):
+    clicked = callback(demo, "front_clicked")
+    request = gr.Request(session_hash="clicker")
+    chat = callback(demo, "chat")
+    *_, history, replies = list(chat(request, "hello", [], [], 0.5, 0.5, "typical", 4, 0.7, 0))[-1]
+    outs = list(clicked(request, "0.9,0.1", "", history, replies, 0.5, 0.5, "typical", 4, 0.7, 0))
+    assert outs[0][:2] == (0.9, 0.1)  # the sliders move at once
+    w0, w1, chatbot, _, notice, table, rows, fig, history, replies = outs[-1]
+    assert [m["content"] for m in chatbot if m["role"] == "user"] == ["hello"]  # replaced
+    assert len(replies) == 2 and replies[-1]["weights"] == pytest.approx([0.9, 0.1])
+    assert replies[-1]["desired"] == pytest.approx(steer.desired([0.9, 0.1], "typical").tolist())
+    # Before any message: the sliders move and a notice asks for one.
+    (out,) = list(clicked(request, "0.2,0.8", "", [], [], 0.5, 0.5, "typical", 4, 0.7, 0))
+    assert out[:2] == (0.2, 0.8) and "box is empty" in out[4]
+
+
+def test_front_points_carry_their_weights_for_the_click(demo):
+    config = json.dumps(demo.get_config_file(), default=str)
+    assert "Click a point of the evaluated front" in config and "plotly_click" in config
+
+
+def test_model_messages_keep_only_what_the_model_can_use():
+    history = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "A"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": ""},  # stopped at once
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "C"},
+    ]
+    new = {"role": "user", "content": "d"}
+    assert app_text.model_messages(history, "d") == [new]
+    assert app_text.model_messages(history, "d", 1) == [*history[4:], new]
+    assert app_text.model_messages(history, "d", 4) == [*history[:2], *history[4:], new]
 
 
 def test_compare_generates_one_row_per_preference(demo, steer):
     compare = callback(demo, "compare")
     rows, fig, notice = compare("hello", 5, "ric", 4, 0)
-    assert [r[0] for r in rows] == [1, 2, 3, 4, 5] and notice == ""
+    assert rows.count("<tr>") == 6 and notice == ""  # a header and 5 replies, each whole
     assert [t.name for t in fig.data][-1] == "compared (5)"
+
+
+def test_typical_mapping_reads_weight_0_as_not_a_priority(steer):
+    """Hand-computed: weight 0 asks for the reward's median, the dominant weight for high."""
+    s = steer.stats
+    median = s.quantile(0.5)
+    assert steer.desired([0, 1], "typical") == pytest.approx([median[0], s.high[1]])
+    assert steer.desired([0.25, 0.75], "typical")[0] == pytest.approx(
+        median[0] + 0.5 * (s.high[0] - median[0])
+    )
+    assert steer.desired([0, 1], "ric")[0] == pytest.approx(s.low[0])  # the paper's formula
+
+
+def test_descriptions_under_the_sliders_and_a_one_sentence_header(demo, steer):
+    config = json.dumps(demo.get_config_file(), default=str)
+    for name in steer.reward_names:
+        assert describe_reward(name) and json.dumps(describe_reward(name))[1:-1] in config
+    assert "whose replies you steer between positivity and brevity" in config
+    assert "METHOD.md section 6" in config and "docs/METHOD.md section 6" in config
 
 
 def test_image_tab_says_missing_folder(demo):
@@ -494,3 +570,51 @@ def test_bench_app_overhead_smoke(tiny_adapter_dir, tmp_path):
     assert json.loads(out.read_text())["tokens"] == 4
     assert len(result["app_s"]) == len(result["direct_s"]) == 2
     assert set(result["parts_median_s"]) == {"mapping", "prompt", "scoring"}
+
+
+# --- three rewards: the triangle picker ---
+
+
+@pytest.fixture(scope="module")
+def steer3(tmp_path_factory, tiny_model_dir):
+    from conftest import make_tiny_adapter
+
+    names = ("positivity", "brevity", "harmlessness")
+    folder = make_tiny_adapter(tmp_path_factory.mktemp("tiny3"), tiny_model_dir, names)
+    return SteerableModel.load(folder, dtype="float32")
+
+
+def test_three_rewards_get_a_triangle_that_sets_the_sliders(steer3):
+    names = steer3.reward_names
+    demo = app.build_demo(steer3, [tiny_front(names)], model_label="tiny 3")
+    config = demo.get_config_file()
+    (tri,) = [c for c in config["components"] if c["props"].get("elem_id") == "ternary"]
+    assert tri["props"]["value"] == "0.33,0.33,0.33"
+    # A drag on the triangle ends with its weights: the three sliders take them.
+    *sliders, table, fig = callback(demo, "picked")("0.6,0.3,0.1", "typical", [])
+    assert sliders == [0.6, 0.3, 0.1] and "| weight | 0.60 | 0.30 | 0.10 |" in table
+    assert fig.data[-1].type == "scatter3d"
+    assert callback(demo, "picked")("nonsense", "typical", [])[0] == gr.skip()
+    # A slider moved: the triangle's dot follows (normalized weights).
+    table, fig, picked = callback(demo, "slider_2_moved")(0.2, 0.2, 0.4, "typical", [])
+    assert picked == "0.25,0.25,0.50"
+    # And the chat answers with three rewards.
+    chat = callback(demo, "chat")
+    outs = list(chat(gr.Request(session_hash="3"), "hi", [], [], 0.6, 0.3, 0.1, "ric", 4, 0.7, 0))
+    assert len(outs[-1][-1][0]["achieved"]) == 3
+
+
+def test_summary_says_how_well_it_steers(steer):
+    names = steer.reward_names
+    sweep = {
+        "reward_names": names,
+        "points": [{"achieved": [0.0, 0.0]}],
+        "settings": {"max_prompts": 200},
+        "controllability": {"spearman": [0.95, 0.7]},
+    }
+    text = app.summary(steer, "tiny", [sweep])
+    assert text == (
+        f"A chat model (tiny) whose replies you steer between {names[0]} and {names[1]}: on 200 "
+        f"held-out prompts it followed the {names[0]} slider closely and the {names[1]} slider "
+        "roughly."
+    )

@@ -8,14 +8,15 @@ import shutil
 import gradio as gr
 import numpy as np
 import pytest
+from image_helpers import SUBJECTS, tiny_recipe
 from PIL import Image
 from test_app import free_port, load_app_module
-from test_diffusion import tiny_recipe
 
-from ric.diffusion import SteerableImageModel, train_image_model
+from ric.image.sampling import SteerableImageModel
+from ric.image.training import train_image_model
 
 app = load_app_module()
-NAMES = ["compressibility", "colorfulness"]
+NAMES = ["compliance", "aesthetic_composite"]
 
 
 def image_front(label="RiC (image)", base=False):
@@ -90,10 +91,12 @@ def test_generate_image(client, image):
     for item in gallery:
         with Image.open(item["image"]) as im:
             assert im.size == (16, 16) and im.mode == "RGB"  # the model's own resolution
-        assert item["caption"].startswith("#") and "colorfulness" in item["caption"]
+        assert item["caption"].startswith("#") and "compliance" in item["caption"]
     assert desired == pytest.approx(image.desired([0.3, 0.7], "quantile").tolist())
     # The same request in-process gives the same images and rewards (seeded).
-    images, _, direct = image.generate([0.3, 0.7], n=3, seed=5, method="quantile")
+    images, _, direct = image.generate(
+        [0.3, 0.7], n=3, seed=5, method="quantile", prompt=SUBJECTS[0]
+    )
     assert np.asarray(achieved) == pytest.approx(direct)
     with Image.open(gallery[0]["image"]) as im:
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), np.asarray(images[0]))
@@ -103,6 +106,9 @@ def test_generate_image_defaults_and_json_weights(client, image):
     gallery, desired, achieved = client.predict("[1, 3]", api_name="/generate_image")
     assert len(gallery) == len(achieved) == 4 and len(achieved[0]) == 2
     assert desired == pytest.approx(image.desired([0.25, 0.75]).tolist())  # model's mapping
+    # No prompt: the first subject.
+    _, _, direct = image.generate([0.25, 0.75], n=4, seed=0, prompt=SUBJECTS[0])
+    assert np.asarray(achieved) == pytest.approx(direct)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +132,15 @@ def test_generate_image_bad_input_is_a_clear_error(client, weights, kwargs, mess
     assert "Traceback" not in str(err.value)
 
 
+def test_prompt_box_offers_the_subjects(demo):
+    config = demo.get_config_file()
+    boxes = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "img-prompt"]
+    assert len(boxes) == 1 and boxes[0]["props"]["value"] == SUBJECTS[0]
+    text = json.dumps(config, default=str)
+    assert "name one of the subjects: cat, moon" in text and "**subjects:** cat, moon" in text
+    assert "compliance classifier" in text
+
+
 def test_image_model_has_its_own_queue_slot(demo):
     fns = {f.name: f for f in demo.fns.values() if f.fn is not None}
     for name in ("generate_image_api", "generate_images"):
@@ -138,7 +153,7 @@ def test_image_model_has_its_own_queue_slot(demo):
 
 def test_generate_images_shows_gallery_table_and_front(demo, image):
     generate = callback(demo, "generate_images")
-    gallery, rows, table, fig, generations = generate(0.2, 0.8, "quantile", 2, 1, [])
+    gallery, rows, table, fig, generations = generate(0.2, 0.8, "quantile", 2, 1, "cat", [])
     assert len(gallery) == 2 and gallery[0][0].size == (128, 128)  # enlarged for display
     assert [r[0] for r in rows] == ["desired", "image 1", "image 2", "mean", "mean - desired"]
     desired = image.desired([0.2, 0.8], "quantile")
@@ -149,14 +164,18 @@ def test_generate_images_shows_gallery_table_and_front(demo, image):
     assert names[:2] == ["RiC (image) front, HV 2.500", "unconditioned, HV 2.500"]
     assert names[-2:] == ["desired", "generations (1)"]
     # A second generation adds a second point to the trail.
-    *_, fig, generations = generate(0.9, 0.1, "quantile", 1, 1, generations)
+    *_, fig, generations = generate(0.9, 0.1, "quantile", 1, 1, "moon", generations)
     assert len(generations) == 2 and [t.name for t in fig.data][-1] == "generations (2)"
 
 
 def test_generate_images_bad_input_is_a_gr_error(demo):
     generate = callback(demo, "generate_images")
     with pytest.raises(gr.Error, match="all zero"):
-        generate(0.0, 0.0, "quantile", 2, 0, [])
+        generate(0.0, 0.0, "quantile", 2, 0, "cat", [])
+    with pytest.raises(gr.Error, match="names none of this model's subjects: cat, moon"):
+        generate(0.5, 0.5, "quantile", 2, 0, "a dog", [])
+    with pytest.raises(gr.Error, match="at most 200"):
+        generate(0.5, 0.5, "quantile", 2, 0, "cat " * 60, [])
 
 
 def test_image_slider_rebalances_and_updates_desired(demo, image):

@@ -84,8 +84,8 @@ def fake_runs(root: Path, ric_level: float) -> Path:
     runs = root / "runs"
     write_json(runs / "data" / "data.json", {"cpu_seconds": 1000.0})
     write_json(runs / "data_primed" / "data.json", {"cpu_seconds": 500.0})
-    sft = _stage(runs / "sft" / "adapter", runs / "data", cpu=2000.0)
-    sft4 = _stage(runs / "sft4" / "adapter", runs / "data_primed", sft, cpu=700.0)
+    sft = _stage(runs / "sft0" / "adapter", runs / "data", cpu=2000.0)
+    sft4 = _stage(runs / "sft" / "adapter", runs / "data_primed", sft, cpu=700.0)
     write_json(runs / "online" / "iter_1" / "mors.json", {"cpu_seconds": 300.0})
     it = _stage(runs / "online" / "iter_1" / "sft" / "adapter", runs / "data_primed", sft4, 400.0)
     shutil.copytree(it, runs / "online" / "adapter")  # as train/online.py ships it
@@ -174,7 +174,7 @@ def test_reused_front_is_copied_and_checked(tmp_path):
         max_new_tokens=64,
         batch_size=48,
         dtype="bfloat16",
-        ric_adapter=runs / "sft4" / "adapter",
+        ric_adapter=runs / "sft" / "adapter",
         online_adapter=runs / "online" / "adapter",
     )
     fronts.run_method("ric_offline", args, meta=None)
@@ -329,4 +329,24 @@ def test_load_bench_smoke(tmp_path, tiny_adapter_dir):
     )
     r = json.loads(out.read_text())
     assert r["users"] == 3 and r["errors"] == 0, r["error_samples"]
-    assert 0 < r["single_s"] and 0 < r["p50_s"] <= r["p95_s"] <= r["last_s"] + 1e-6
+    assert r["single_s"] > 0 and 0 < r["p50_s"] <= r["p95_s"] <= r["last_s"] + 1e-6
+
+
+def test_fidelity_smoke(tmp_path, tiny_adapter_dir):
+    """bench/fidelity.py on the tiny adapter: fp32 export identical to transformers fp32."""
+    fidelity = _load("fidelity")
+    out = tmp_path / "runs" / "bench" / "fidelity.json"
+    fidelity.main(
+        ["--adapter", str(tiny_adapter_dir), "--n-greedy", "3", "--n-front", "2", "--points", "2"]
+        + ["--max-new-tokens", "4", "--n-ends", "2", "--ends-tokens", "4", "--out", str(out)]
+    )
+    r = json.loads(out.read_text())
+    assert r["greedy"]["identical"]["onnx-fp32"] == 3
+    gap = r["front"]["vs_reference"]["onnx-fp32"]
+    assert gap["max_abs_gap"] == pytest.approx(0, abs=1e-6)
+    assert set(r["ends"]) == {"transformers:float32", "transformers:bfloat16", "onnx", "onnx-fp32"}
+    docs = tmp_path / "docs"
+    _load("throughput").main(
+        ["--report-only", "--runs", str(tmp_path / "runs"), "--docs", str(docs)]
+    )
+    assert "end by themselves" in (docs / "ENGINES.md").read_text()

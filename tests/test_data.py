@@ -59,6 +59,7 @@ def test_prepare_writes_dataset_stats_and_lengths(data_dir):
     share = np.mean([r["finished"] for r in samples])
     assert meta["lengths"]["share_finished"] == round(share, 4) and 0 < share < 1
     assert meta["cpu_seconds"] > 0 and meta["attempts"] == 1
+    assert 0 <= meta["guards"]["top_opening_share"] <= 1
 
 
 def _recording(monkeypatch) -> list:
@@ -195,3 +196,67 @@ def test_shipped_instructions_are_the_documented_ones():
     assert "" in hidden and len(hidden) >= 3
     doc = (ROOT / "docs/TRAINING.md").read_text()
     assert all(h in doc for h in hidden if h)
+
+
+def test_reward_measures_and_the_chosen_pair():
+    from ric.data import choose_pair, reward_measures
+
+    # Two prompts, four answers each. "a" and "b" move together within a prompt, "c" against
+    # them; "d" only follows the prompt (constant within each), so the model cannot move it.
+    rows = []
+    for p, base in (("p1", 0.0), ("p2", 1.0)):
+        for k in range(4):
+            rows.append({"prompt": p, "raw": [base + k, base + 2 * k, -k, base]})
+    m = reward_measures(rows, ["a", "b", "c", "d"])
+    assert m["n_answers"] == 8 and m["n_prompts"] == 2
+    assert m["within_prompt"][3] == 0.0 and m["within_prompt"][2] == 1.0
+    rho = np.array(m["spearman_within_prompt"])
+    assert rho[0, 1] == 1.0 and rho[0, 2] == -1.0
+    assert choose_pair(m) == ("a", "c")  # d is excluded, a-c and b-c tie at -1: first wins
+    assert choose_pair(m, min_range=2.7) == ("b", "c")  # a's 10-90% range is 2.6
+    with pytest.raises(ValueError, match="spread and vary within prompts"):
+        choose_pair(reward_measures(rows, ["a", "b", "c", "d"]), min_within=1.1)
+
+
+def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(
+    tmp_path, model_dir, prompts_file, instructions_file
+):
+    """Engine-independent check of issue 14 item 5: regenerate every chunk with its seed and
+    compare the decoded tokens with the stored rows, character for character."""
+    from ric.conditioning import format_plain_prompt
+    from ric.data import chunk_seed
+    from ric.generation import GenerationSettings
+
+    cfg = prepare_cfg(tmp_path, model_dir, prompts_file, instructions_file)
+    prepare_dataset(cfg)
+    stored = {r["key"]: r for r in read_jsonl(tmp_path / "samples.jsonl")}
+    steer = SteerableModel.load(
+        meta=sampling_meta(str(model_dir), REWARDS),
+        model=str(model_dir),
+        backend="transformers",
+        dtype="float32",
+    )
+    jobs = sampling_jobs(cfg)
+    for c, start in enumerate(range(0, len(jobs), cfg.chunk)):
+        chunk = jobs[start : start + cfg.chunk]
+        for g, temp in enumerate(sorted({j["temperature"] for j in chunk})):
+            group = [j for j in chunk if j["temperature"] == temp]
+            inputs = [
+                format_plain_prompt(j["prompt"], steer.tokenizer, system=j["instruction"] or None)
+                for j in group
+            ]
+            settings = GenerationSettings(cfg.max_new_tokens, temp, cfg.top_p)
+            outs = steer.complete(
+                inputs,
+                settings,
+                seed=chunk_seed(cfg.seed, c, g),
+                batch_size=cfg.batch_size,
+                progress=False,
+            )
+            for j, o in zip(group, outs, strict=True):
+                row = stored[j["key"]]
+                assert (row["response"], row["n_tokens"], row["finished"]) == (
+                    o.text,
+                    o.n_tokens,
+                    o.finished,
+                )

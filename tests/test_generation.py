@@ -186,3 +186,14 @@ def test_vllm_engine_matches_transformers(tiny_adapter_dir):
     model, tok = load_model(adapter=str(tiny_adapter_dir), merge=True)
     ref = TransformersEngine(model, tok).complete(PROMPTS, greedy, progress=False)
     assert engine.complete(PROMPTS, greedy, progress=False) == ref
+
+
+def test_onnx_prompt_beyond_the_context_is_a_clear_error(onnx_engine):
+    too_long = "hello there " * (onnx_engine.context // 2 + 10)
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        onnx_engine.complete([too_long], GenerationSettings(4), progress=False)
+    # A reply is cut where the context ends rather than failing.
+    hello = onnx_engine.tokenizer("hello", add_special_tokens=False).input_ids
+    near = onnx_engine.tokenizer.decode(hello * (onnx_engine.context - 6))
+    (done,) = onnx_engine.complete([near], GenerationSettings(64, do_sample=False), progress=False)
+    assert done.n_tokens <= 64 and not done.finished

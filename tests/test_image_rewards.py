@@ -1,4 +1,5 @@
-"""Image rewards: fn(prompts, images) -> float64 array, checked on constructed images."""
+"""Image rewards (ric.image.rewards): fn(prompts, images) -> float64 array, checked on
+constructed images; the old names stay importable from ric.rewards."""
 
 import os
 
@@ -10,6 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ric.image.rewards import (
+    COMPOSITE_SCALES,
+    aesthetic_composite,
+    compliance,
+    contrast,
+    model_reward_kwargs,
+)
+from ric.image.rewards import (
+    REWARDS as IMAGE_ONLY,
+)
 from ric.rewards import (
     IMAGE_REWARDS,
     REWARDS,
@@ -22,7 +33,7 @@ from ric.rewards import (
     sharpness,
 )
 
-OFFLINE = ["compressibility", "colorfulness", "sharpness"]
+OFFLINE = ["compressibility", "colorfulness", "sharpness", "contrast", "aesthetic_composite"]
 
 
 def flat(value=128, size=32):
@@ -53,7 +64,16 @@ def blurred(img, radius=2.0):
 
 
 def test_registry():
-    assert set(IMAGE_REWARDS) == {"compressibility", "colorfulness", "sharpness", "aesthetic"}
+    assert IMAGE_REWARDS is IMAGE_ONLY  # moved to ric.image.rewards, same registry
+    assert set(IMAGE_REWARDS) == {
+        "compressibility",
+        "colorfulness",
+        "sharpness",
+        "contrast",
+        "aesthetic_composite",
+        "compliance",
+        "aesthetic",
+    }
     assert set(IMAGE_REWARDS) <= set(REWARDS)
     assert is_image_reward("colorfulness") and not is_image_reward("brevity")
     assert get_reward_fn("compressibility", size=64) is get_reward_fn("compressibility", size=64)
@@ -195,3 +215,69 @@ def test_aesthetic_head_on_tiny_clip(tmp_path):
         emb = clip.get_image_features(pixel_values=pixels).pooler_output
         expected = mlp(emb / emb.norm(dim=-1, keepdim=True)).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_contrast_reference_values():
+    half = np.zeros((8, 8, 3), np.uint8)
+    half[:4] = 255  # luma 0 or 255 in equal parts: std 127.5
+    np.testing.assert_allclose(contrast()(["", ""], [flat(), half]), [0.0, 127.5])
+
+
+def test_aesthetic_composite_is_its_documented_mean():
+    images = [flat(), rainbow(), checkerboard(), noise()]
+    prompts = [""] * len(images)
+    parts = [
+        sharpness()(prompts, images) / COMPOSITE_SCALES["sharpness"],
+        contrast()(prompts, images) / COMPOSITE_SCALES["contrast"],
+        colorfulness()(prompts, images) / COMPOSITE_SCALES["colorfulness"],
+    ]
+    got = aesthetic_composite()(prompts, images)
+    np.testing.assert_allclose(got, np.mean(parts, axis=0))
+    assert got[0] == 0.0  # flat grey: no edges, no contrast, no colour
+    # Blur lowers it; colour raises it.
+    assert aesthetic_composite()([""] * 2, [rainbow(), blurred(rainbow(), 3)])[1] < got[1]
+    grey = np.repeat(rainbow().mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    assert aesthetic_composite()([""], [grey])[0] < got[1]
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    import torch
+
+    from ric.image.classifier import train_classifier
+
+    torch.set_num_threads(1)
+    clf, report = train_classifier(["cat", "moon"], size=8, n_patches=256, steps=40, seed=0)
+    folder = tmp_path_factory.mktemp("clf")
+    clf.save(folder, report)
+    return folder
+
+
+def test_compliance_is_the_log_odds_of_the_named_subject(classifier):
+    from ric.image.classifier import SubjectClassifier
+    from ric.image.data import subject_patches
+    from ric.image.rewards import COMPLIANCE_CLIP
+
+    patches, labels = subject_patches(40, 8, 7, ["cat", "moon"], min_crop=0.5)
+    fn = compliance(str(classifier))
+    right = fn(["a cat" if y == 0 else "the moon" for y in labels], list(patches))
+    wrong = fn(["the moon" if y == 0 else "a cat" for y in labels], list(patches))
+    assert right.dtype == np.float64 and (right > 0).mean() >= 0.9
+    # Reference: log(p / (1 - p)) from the classifier's probabilities, clipped.
+    p = SubjectClassifier.load(classifier).probabilities(list(patches))[np.arange(40), labels]
+    expected = np.clip(np.log(p / (1 - p)), -COMPLIANCE_CLIP, COMPLIANCE_CLIP)
+    np.testing.assert_allclose(right, expected, rtol=1e-4, atol=1e-4)
+    # Two subjects: the other caption's log-odds are the negation.
+    np.testing.assert_allclose(wrong, -right, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="name none of the subjects"):
+        fn(["a dog"], [patches[0]])
+    with pytest.raises(ValueError, match="needs classifier"):
+        compliance()
+
+
+def test_model_reward_kwargs_point_into_the_model_folder():
+    got = model_reward_kwargs(
+        ["compliance", "compressibility"], {"compressibility": {"size": 9}}, "m"
+    )
+    assert got == {"compressibility": {"size": 9}, "compliance": {"classifier": "m/classifier"}}
+    assert model_reward_kwargs(["compressibility"], {}, "m") == {}

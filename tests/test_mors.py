@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from training_helpers import PROMPTS, ending_model, prepare_cfg, sft_recipe
 
 from ric.artifacts import read_jsonl
 from ric.data import prepare_dataset
@@ -13,7 +14,6 @@ from ric.mors import OnlineRecipe, frontier_targets, keep_mask, mors_iteration, 
 from ric.normalization import RewardStats
 from ric.runlog import adapter_lineage, lineage_cpu_seconds
 from ric.sft import train_sft
-from training_helpers import PROMPTS, ending_model, prepare_cfg, sft_recipe
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,15 @@
+import numpy as np
 import pytest
 
-from ric.plotting import front_name, pareto_figure, save_front_figures, weights_text
+from ric.plotting import (
+    axis_title,
+    front_name,
+    front_order,
+    labelled,
+    pareto_figure,
+    save_front_figures,
+    weights_text,
+)
 
 
 def front(names, weights, achieved, label="RiC", hv=0.5):
@@ -45,7 +54,9 @@ def test_two_objectives_traces():
     assert (traces["desired"].x, traces["desired"].y) == ((1.0,), (2.0,))
     assert list(traces["replies (2)"].y) == [0.3, 1.0]
     assert list(traces["replies (2)"].text) == ["1", "2"]
-    assert fig.layout.xaxis.title.text == "positivity (normalized)"
+    assert list(ric.customdata[1]) == [0.5, 0.5]  # what a click on the point reads
+    assert fig.layout.xaxis.title.text == "positivity: more positive \u2192"
+    assert fig.layout.legend.y == 1.0 and fig.layout.legend.yanchor == "bottom"  # above the plot
 
 
 def test_three_objectives_is_a_3d_scatter():
@@ -59,7 +70,7 @@ def test_three_objectives_is_a_3d_scatter():
     ]
     assert all(t.type == "scatter3d" for t in fig.data)
     assert list(fig.data[0].z) == [0, 0, 1]
-    assert fig.layout.scene.zaxis.title.text == "brevity (normalized)"
+    assert fig.layout.scene.zaxis.title.text == "brevity: shorter \u2192"
 
 
 def test_empty_figure_and_optional_parts():
@@ -86,3 +97,22 @@ def test_save_front_figures(tmp_path, fronts):
     html, png = save_front_figures(fronts, tmp_path / "out" / "front")
     assert html.name == "front.html" and "plotly" in html.read_text()
     assert png.name == "front.png" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_front_is_joined_in_reward_order_with_few_labels():
+    """A sweep whose achieved rewards are not monotone in the weights: the line follows the
+    first reward, and of 11 points only the two ends and the middle carry a label."""
+    xs = [0.0, 0.2, 0.1, 0.4, 0.3, 0.6, 0.5, 0.8, 0.7, 1.0, 0.9]
+    weights = [[k / 10, 1 - k / 10] for k in range(11)]
+    sweep = front(NAMES2, weights, [[x, 1 - x] for x in xs])
+    assert front_order(sweep).tolist() == np.argsort(xs).tolist()
+    trace = pareto_figure(NAMES2, [sweep]).data[0]
+    assert list(trace.x) == sorted(xs)
+    assert [t for t in trace.text if t] == ["w=(0, 1)", "w=(0.6, 0.4)", "w=(0.9, 0.1)"]
+    assert len(trace.hovertext) == 11 and "w=(0.2, 0.8)" in trace.hovertext[1]
+
+
+def test_labelled_and_axis_titles():
+    assert labelled(2) == {0, 1} and labelled(11) == {0, 5, 10} and labelled(5) == {0, 2, 4}
+    assert axis_title("brevity") == "brevity: shorter \u2192"
+    assert axis_title("novelty") == "novelty: higher novelty \u2192"

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from training_helpers import PROMPTS, REWARDS, ending_model, prepare_cfg, sft_recipe
 
 from ric.artifacts import CHECKPOINT_DONE, RicMeta
 from ric.data import prepare_dataset
 from ric.sft import train_sft
-from training_helpers import PROMPTS, REWARDS, ending_model, prepare_cfg, sft_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

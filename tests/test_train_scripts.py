@@ -385,3 +385,147 @@ def test_kill_harness_reruns_finish_with_the_same_rows_and_steps(tmp_path, tiny_
     assert not list(k.rglob(".*.tmp"))
     log = json.loads((k / "data" / "data.json").read_text())
     assert log["attempts"] >= 2  # killed attempts are counted in the cost
+
+
+def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
+    from ric.artifacts import write_json, write_jsonl
+
+    data = tmp_path / "data"
+    rows = [
+        {"key": f"{p}:{k}", "prompt": p, "response": "x", "raw": [base + k, -k, base]}
+        for p, base in (("p1", 0.0), ("p2", 1.0))
+        for k in range(4)
+    ]
+    write_jsonl(data / "dataset.jsonl", rows)
+    write_json(data / "data.json", {"reward_names": ["a", "b", "c"]})
+    _load_script("measure_rewards").main(["--data", str(data), "--out", str(tmp_path / "R.md")])
+    md = (tmp_path / "R.md").read_text()
+    assert "**Chosen pair: a and b**" in md and "| c | 0.500 |" in md
+    assert json.loads((data / "rewards.json").read_text())["chosen"] == ["a", "b"]
+
+
+def test_report_runs_on_the_default_layout(tmp_path, capsys):
+    """train/report.py over what train/run_default.sh leaves in runs/ (fake figures)."""
+    from ric.artifacts import write_json
+
+    runs = tmp_path / "runs"
+    g = {
+        "relevance": 0.5,
+        "top_opening_share": 0.1,
+        "top_opening": "i am so",
+        "shared_opening_share": 0.05,
+        "echo_rate": 0.0,
+        "finished_share": 0.9,
+        "distinct_2": 0.6,
+    }
+    write_json(
+        runs / "data" / "data.json",
+        {
+            "config": {
+                "max_prompts": 400,
+                "samples_per_prompt": 4,
+                "temperatures": [0.7, 1.0],
+                "repetition_penalty": 1.1,
+            },
+            "source": {"instructions": ["", "Answer in detail."], "n_samples": 1600},
+            "lengths": {
+                "max_new_tokens": 640,
+                "share_finished": 0.9,
+                "n_tokens_quantiles": {"0.5": 200.0, "0.9": 500.0},
+            },
+            "guards": g,
+            "n_rows": 1400,
+            "reward_names": ["positivity", "brevity"],
+            "reward_correlation": [[1, -0.2], [-0.2, 1]],
+            "command": "c",
+            "wall_seconds": 60,
+            "cpu_seconds": 60,
+        },
+    )
+    recipe = {
+        "rewards": ["positivity", "brevity"],
+        "data_dir": "runs/data",
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "learning_rate": 5e-4,
+        "lr_scheduler": "linear",
+        "batch_size": 8,
+    }
+    write_json(runs / "sft" / "adapter" / "ric.json", {"extra": {"recipe": recipe}})
+    log = {
+        "steps": 100,
+        "n_examples": 1400,
+        "train_loss": 1.5,
+        "command": "c",
+        "wall_seconds": 60,
+        "cpu_seconds": 60,
+        "tag_contrast": None,
+    }
+    write_json(runs / "sft" / "train_log.json", log)
+    write_json(runs / "online" / "iter_1" / "sft" / "train_log.json", log)
+    write_json(
+        runs / "online" / "iter_1" / "mors.json",
+        {
+            "generated": 384,
+            "finished": 350,
+            "trainable": 340,
+            "kept": 200,
+            "kept_total": 200,
+            "mixed": 500,
+            "quantile_thresholds": [0.5, 0.5],
+            "wall_seconds": 1,
+            "cpu_seconds": 1,
+        },
+    )
+    pts = [
+        {"weights": [w, 1 - w], "desired": [w, 1 - w], "achieved": [w, 1 - w], "guards": g}
+        for w in (0.0, 0.5, 1.0)
+    ]
+    front = {
+        "label": "RiC",
+        "reward_names": ["positivity", "brevity"],
+        "reference_point": [-2, -2],
+        "hypervolume": 5.0,
+        "sparsity": 0.1,
+        "points": pts,
+        "per_prompt": {"n_prompts": 60, "achieved": [[[0, 0]]] * 3},
+        "settings": {"prompts": "assets/prompts/eval.txt", "max_prompts": 60},
+        "controllability": {"spearman": [1.0, 1.0], "monotonicity": [1.0, 1.0]},
+        "mapping": {"method": "l2", "range_quantiles": [0.05, 0.95]},
+        "command": "c",
+        "wall_seconds": 1,
+        "cpu_seconds": 1,
+    }
+    write_json(runs / "eval_online" / "front.json", front)
+    out = tmp_path / "docs" / "TRAINING.md"
+    _load_script("report").main(
+        [
+            "--runs",
+            str(runs),
+            "--data",
+            str(runs / "data"),
+            "--stages",
+            str(runs / "sft"),
+            "--fronts",
+            f"online={runs / 'eval_online'}",
+            "--out",
+            str(out),
+            "--image",
+            "",
+        ]
+    )
+    text = out.read_text()
+    assert '"Answer in detail."' in text and "90% of 1600 samples ended by themselves" in text
+    assert "| online | [0.0, 1.0] | 0.500 | 10% | 5% | 0% | 90% | 0.60 |" in text
+    assert "## Quality guards" in capsys.readouterr().out
+
+
+def test_run_default_names_only_existing_scripts_and_recipes():
+    import re
+
+    text = (ROOT / "train" / "run_default.sh").read_text()
+    paths = set(re.findall(r"(?:train|assets/prompts)/[\w/]+\.(?:py|yaml|txt)", text))
+    assert {"train/prepare_dataset.py", "train/recipes/cpu_data.yaml", "train/ship.py"} <= paths
+    assert all((ROOT / p).exists() for p in paths), [p for p in paths if not (ROOT / p).exists()]
+    res = subprocess.run(["bash", "-n", str(ROOT / "train" / "run_default.sh")], check=False)
+    assert res.returncode == 0

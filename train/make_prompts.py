@@ -165,13 +165,18 @@ def readme(rows: list, train: list, held: list) -> str:
             f"- Mix: {mix(rows)}. Negative = sad news and bad experiences (relevance vs "
             "positivity); detailed = requests for long explanations (relevance vs brevity); other = "
             "advice, how-tos, short explanations, opinions, creative tasks, short-answer questions.",
-            f"- Made by `train/make_prompts.py` (stdlib only, fixed seed): {n_hand} hand-written "
-            f"prompts plus {len(TEMPLATES)} hand-written templates filled from hand-written slot "
-            "lists, deduplicated case-insensitively. Eval holds out whole groups (one hand-written "
-            "prompt, or all template prompts sharing a first-slot value) in the same mix.",
+            f"- Made by `train/make_prompts.py` (stdlib only, fixed seed) from the data in "
+            f"`source/`: {n_hand} hand-written prompts (`hand.txt`) plus {len(TEMPLATES)} "
+            "hand-written templates (`templates.tsv`) filled from hand-written slot lists "
+            "(`slots.json`), deduplicated case-insensitively. Eval holds out whole groups (one "
+            "hand-written prompt, or all template prompts sharing a first-slot value) in the same "
+            "mix.",
             "- Regenerate: `python train/make_prompts.py`",
             "- `unseen30.txt`: 30 hand-written prompts in other styles, not made by the script and "
             "in neither split, for checking the evaluator on prompts never trained or evaluated on.",
+            "- `instructions.txt`: the hidden instructions the offline data is sampled under (in "
+            "the system turn of the sampling prompt only, never in a training prompt; "
+            "docs/TRAINING.md).",
             "- License: written for this project, Apache-2.0.",
             "",
         ]

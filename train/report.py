@@ -265,6 +265,15 @@ def main(argv=None):
             if data.get("lengths")
             else ""
         )
+        + (
+            "The training responses themselves (ric.quality): the most common 3-word opening "
+            f'"{data["guards"]["top_opening"]}" starts {data["guards"]["top_opening_share"]:.0%}'
+            f" of them, {data['guards']['shared_opening_share']:.0%} share their first 5 words "
+            f"with answers to >= 3 other prompts, echo {data['guards']['echo_rate']:.0%}, "
+            f"distinct-2 {data['guards']['distinct_2']:.2f}. "
+            if data.get("guards")
+            else ""
+        )
         + "Every answer is scored with every candidate reward (docs/REWARDS.md: spread and "
         "conflicts). Spearman correlation between the rewards over these answers:",
         "",

@@ -25,25 +25,24 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ric.artifacts import RicMeta, read_json, write_json
+from ric.artifacts import RicMeta, atomic_dir, clean_stale_tmp, read_json, write_json
 from ric.mapping import METHODS
 from ric.normalization import RewardStats, parse_range_quantiles
 
 KEEP = ("adapter_config.json", "adapter_model.safetensors", "ric.json", "reward_stats.json")
 
 
-def _copy(src: Path, dest: Path, names=None) -> None:
-    """Replace dest by a copy of src (only `names` if given), via a temporary folder."""
-    tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    if names is None:
-        shutil.copytree(src, tmp)
-    else:
-        tmp.mkdir(parents=True)
-        for name in names:
-            shutil.copy2(src / name, tmp / name)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+def _copy(src: Path, dest: Path, names=None, mapping=None, range_quantiles=None) -> None:
+    """Replace dest by a copy of src (only `names` if given) with its inference defaults set
+    (retarget), whole: built in a temporary folder and renamed (ric.artifacts.atomic_dir)."""
+    clean_stale_tmp(dest.parent)
+    with atomic_dir(dest) as tmp:
+        if names is None:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+        else:
+            for name in names:
+                shutil.copy2(src / name, tmp / name)
+        retarget(tmp, mapping, range_quantiles)
 
 
 def retarget(folder: Path, mapping: str | None, range_quantiles: list | None) -> None:
@@ -110,13 +109,12 @@ def main(argv=None):
     if args.adapter:
         dest = Path(args.dest or "assets/text")
         target = dest / "adapter"
-        _copy(Path(args.adapter), target, KEEP)
+        _copy(Path(args.adapter), target, KEEP, args.mapping, args.range_quantiles)
     else:
         dest = Path(args.dest or "assets/image")
         target = dest / "model"
-        _copy(Path(args.image), target)
+        _copy(Path(args.image), target, None, args.mapping, args.range_quantiles)
         shutil.copy2(Path(args.front).parent / "grid.png", dest / "grid.png")
-    retarget(target, args.mapping, args.range_quantiles)
     fronts = {
         "front.json": args.front,
         "base_front.json": args.base_front,

@@ -1,18 +1,20 @@
-"""Train a RiC image model: the embedded 32x32 UNet on a CPU, or Stable Diffusion on GPUs.
+"""Train a RiC image model: the prompted embedded 32x32 UNet on a CPU, or Stable Diffusion.
 
-    python train/train_diffusion.py --config train/recipes/cpu_image.yaml    # ~20 min, 2 cores
+    OMP_NUM_THREADS=1 python train/train_diffusion.py --config train/recipes/cpu_image.yaml
     python train/train_diffusion.py --config train/recipes/paper_sd15.yaml \
         --train-data DATA   # one GPU and the hub (docs/IMAGE.md)
 
-Writes OUT/model/ (weights as safetensors, scheduler/, reward_stats.json, ric.json with kind
-"image"), OUT/train_log.jsonl and OUT/train_summary.json (measured wall time per step and the
-time to sample 4 images). Checkpoints go to OUT/checkpoint/; rerunning the same command after a
-kill resumes from the last one. Ship the embedded model with train/evaluate_images.py and then
-`cp -r OUT/model assets/image/model` (see docs/IMAGE.md).
+Writes OUT/model/ (weights as safetensors, scheduler/, the compliance classifier in
+classifier/, reward_stats.json, ric.json with kind "image"), OUT/train_log.jsonl and
+OUT/train_summary.json (wall time per step, reward conflict on the training images, the time to
+sample 4 images). Checkpoints go to OUT/checkpoint/; rerunning the same command after a kill
+resumes from the last one. Evaluate with train/evaluate_images.py and ship with train/ship.py
+(docs/IMAGE.md).
 """
 
 from ric.config import parse_args
-from ric.diffusion import ImageRecipe, train_image_model
+from ric.image.recipe import ImageRecipe
+from ric.image.training import train_image_model
 
 
 def main(argv=None):

@@ -72,6 +72,21 @@ class SubjectClassifier(nn.Module):
             parts.append(self(x).softmax(-1).cpu().numpy())
         return np.concatenate(parts).astype(np.float64)
 
+    @torch.no_grad()
+    def log_odds(self, images: Sequence[np.ndarray], labels: Sequence[int], batch=256):
+        """log(p / (1 - p)) of each image's label: its logit minus the logsumexp of the
+        others (exact, no 1 - p cancellation when p is near 1)."""
+        self.eval()
+        device = next(self.parameters()).device
+        out = []
+        for s in range(0, len(images), batch):
+            logits = self(self.to_pixels(images[s : s + batch]).to(device)).cpu().double()
+            y = torch.as_tensor(list(labels[s : s + batch]))
+            own = logits[torch.arange(len(y)), y]
+            others = logits.scatter(1, y[:, None], float("-inf")).logsumexp(1)
+            out.append((own - others).numpy())
+        return np.concatenate(out)
+
     def save(self, folder: str | Path, report: dict | None = None) -> None:
         from safetensors.torch import save_file
 

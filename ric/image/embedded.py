@@ -201,10 +201,11 @@ def sample_embedded(
     return out
 
 
-def training_images(recipe: ImageRecipe, classifier: Path | None) -> tuple:
-    """(patches, captions, raw rewards) of the recipe, deterministic in its seed."""
+def training_images(recipe: ImageRecipe, folder: Path | None) -> tuple:
+    """(patches, subject labels or None, raw rewards) of the recipe, deterministic in its seed;
+    reward models that ship with the model (the classifier) are read from `folder`."""
     from ric.image.data import make_patches, subject_patches
-    from ric.image.rewards import score_images
+    from ric.image.rewards import model_reward_kwargs, score_images
 
     if recipe.subjects:
         patches, labels = subject_patches(
@@ -228,21 +229,13 @@ def training_images(recipe: ImageRecipe, classifier: Path | None) -> tuple:
         )
         captions = [""] * len(patches)
     raw = score_images(
-        recipe.rewards, list(patches), captions, reward_kwargs(recipe, classifier), progress=True
+        recipe.rewards,
+        list(patches),
+        captions,
+        model_reward_kwargs(recipe.rewards, recipe.reward_kwargs, folder),
+        progress=True,
     )
     return patches, labels if recipe.subjects else None, raw
-
-
-def reward_kwargs(recipe: ImageRecipe, folder: Path | None) -> dict:
-    """The recipe's reward kwargs plus the models that ship in `folder` (the classifier)."""
-    from ric.image.rewards import SHIPPED_WITH_MODEL
-
-    kwargs = {k: dict(v) for k, v in recipe.reward_kwargs.items()}
-    for name, files in SHIPPED_WITH_MODEL.items():
-        if name in recipe.rewards and folder is not None:
-            for key, sub in files.items():
-                kwargs.setdefault(name, {})[key] = str(folder / sub)
-    return kwargs
 
 
 def reward_conflict(raw: np.ndarray, labels: np.ndarray | None) -> dict:

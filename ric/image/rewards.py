@@ -301,9 +301,9 @@ def _luma(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
-# Each term of aesthetic_composite divided by a typical value on the skimage photographs at
-# 32 px (median over 4,000 patches), so that the three weigh about equally.
-COMPOSITE_SCALES = {"sharpness": 7.0, "contrast": 50.0, "colorfulness": 40.0}
+# Each term of aesthetic_composite divided by its median over 2,000 32 px patches of the 8
+# default subjects (7.36, 36.2, 25.2), so that the three weigh about equally.
+COMPOSITE_SCALES = {"sharpness": 7.4, "contrast": 36.0, "colorfulness": 25.0}
 
 
 def aesthetic_composite() -> ImageRewardFn:
@@ -326,14 +326,23 @@ def aesthetic_composite() -> ImageRewardFn:
     return _image_reward_fn(score, "aesthetic_composite", aesthetic_composite.__doc__)
 
 
+# Log-odds beyond +-10 (the classifier 99.995% sure either way) say nothing more about the
+# image and would stretch the z-scores; on the training patches most values sit near the top.
+COMPLIANCE_CLIP = 10.0
+
+
 def compliance(classifier: str | None = None, device: str = "cpu") -> ImageRewardFn:
-    """How clearly an image shows the subject its caption names: the probability the shipped
-    subject classifier (ric.image.classifier) gives that subject, 0..1 (chance = 1 / number of
-    subjects). `classifier` is its folder (a RiC image model folder has one in classifier/).
+    """How clearly an image shows the subject its caption names: the log-odds
+    ``log(p / (1 - p))`` of that subject under the shipped subject classifier
+    (ric.image.classifier), clipped to +-COMPLIANCE_CLIP. 0 = a coin toss between "this
+    subject" and "another one"; +4.6 = 99% sure; negative = it looks like another subject.
+    Log-odds rather than p: p sits at 0.99+ for most training patches, which left the
+    z-scores no room above the mean. `classifier` is the classifier's folder (classifier/ in
+    a RiC image model folder).
 
     >>> fn = compliance("assets/image/model/classifier")  # doctest: +SKIP
     >>> fn(["a cat"], [cat_image])  # doctest: +SKIP
-    array([0.97])
+    array([6.2])
     """
     if classifier is None:
         raise ValueError("compliance needs classifier=<folder of the subject classifier>")
@@ -349,7 +358,7 @@ def compliance(classifier: str | None = None, device: str = "cpu") -> ImageRewar
             raise ValueError(
                 f"compliance: captions {missing[:3]} name none of the subjects {clf.subjects}"
             )
-        return clf.probabilities(arrays)[np.arange(len(arrays)), labels]
+        return np.clip(clf.log_odds(arrays, labels), -COMPLIANCE_CLIP, COMPLIANCE_CLIP)
 
     return _image_reward_fn(score, "compliance", compliance.__doc__, prompted=True)
 
@@ -369,6 +378,20 @@ IMAGE_REWARDS = REWARDS  # the name ric.rewards has always exported
 PROMPTED_REWARDS = ("compliance",)
 # Rewards whose model ships inside the RiC model folder: kwarg -> sub-folder.
 SHIPPED_WITH_MODEL = {"compliance": {"classifier": "classifier"}}
+
+
+def model_reward_kwargs(names: Sequence[str], kwargs: dict, folder: str | Path | None) -> dict:
+    """`kwargs` (reward -> factory kwargs) plus the reward models shipped in a model folder.
+
+    >>> model_reward_kwargs(["compliance"], {}, "m")
+    {'compliance': {'classifier': 'm/classifier'}}
+    """
+    out = {k: dict(v) for k, v in kwargs.items()}
+    for name, files in SHIPPED_WITH_MODEL.items():
+        if name in names and folder is not None:
+            for key, sub in files.items():
+                out.setdefault(name, {})[key] = str(Path(folder) / sub)
+    return out
 
 
 def is_image_reward(name: str) -> bool:

@@ -18,6 +18,7 @@ import torch
 from ric.artifacts import RicMeta
 from ric.conditioning import ConditioningFormat
 from ric.image.recipe import round_rewards
+from ric.image.rewards import model_reward_kwargs
 from ric.mapping import preference_to_rewards
 from ric.normalization import RewardStats
 from ric.rewards import get_reward_fn
@@ -35,15 +36,11 @@ class SteerableImageModel:
         self, backend, meta: RicMeta, conditioned: bool = True, folder: str | Path | None = None
     ):
         self.backend, self.meta, self.conditioned = backend, meta, conditioned
+        self.folder = Path(folder) if folder else None
         self.stats = RewardStats.from_dict(meta.stats)
         self.fmt = ConditioningFormat.from_dict(meta.conditioning)
-        from ric.image.embedded import reward_kwargs
-        from ric.image.recipe import ImageRecipe
-
         # The recipe's reward kwargs, plus the reward models that ship in the folder.
-        rewards = list(meta.reward_names)
-        recipe = argparse_free(ImageRecipe, rewards, meta.extra.get("reward_kwargs", {}))
-        kwargs = reward_kwargs(recipe, Path(folder) if folder else None)
+        kwargs = model_reward_kwargs(meta.reward_names, meta.extra.get("reward_kwargs", {}), folder)
         self._rewards = [get_reward_fn(n, **kwargs.get(n, {})) for n in meta.reward_names]
         # One generation at a time: torch on a few cores gains nothing from overlapping them.
         self.lock = threading.Lock()
@@ -65,6 +62,37 @@ class SteerableImageModel:
     @property
     def reward_names(self) -> list[str]:
         return list(self.meta.reward_names)
+
+    @property
+    def subjects(self) -> list[str]:
+        """The subjects a prompt may name ([] for an unprompted model)."""
+        return list(self.meta.extra.get("subjects", []))
+
+    def check_prompts(self, captions: Sequence[str]) -> None:
+        """A prompted embedded model draws only its subjects: a caption must name one."""
+        from ric.image.data import subject_index
+
+        if not self.subjects:
+            return
+        bad = [c for c in captions if subject_index(c, self.subjects) is None]
+        if bad:
+            raise ValueError(
+                f"the prompt {bad[0]!r} names none of this model's subjects: "
+                f"{', '.join(self.subjects)}"
+            )
+
+    def user_prompt(self, prompt: str | None, max_chars: int = 200) -> str:
+        """A user's prompt checked for this model: text, at most max_chars, naming one of the
+        subjects of a prompted model; empty means the first subject (or no caption)."""
+        from ric.validation import check_text
+
+        prompt = check_text("" if prompt is None else prompt, "prompt").strip()
+        if len(prompt) > max_chars:
+            raise ValueError(f"the prompt has {len(prompt)} characters; at most {max_chars}")
+        if not prompt and self.subjects:
+            prompt = self.subjects[0]
+        self.check_prompts([prompt])
+        return prompt
 
     @property
     def backend_name(self) -> str:
@@ -94,8 +122,9 @@ class SteerableImageModel:
     ) -> tuple[list, np.ndarray | None, np.ndarray]:
         """(n PIL images, desired (n_rewards,) or None, achieved normalized (n, n_rewards)).
 
-        prompt: one caption for all n images, or n captions (ignored by the embedded model,
-        which has no text input). weights=None (or a base model) samples unconditioned.
+        prompt: one caption for all n images, or n captions; a prompted embedded model needs
+        each to name one of its `subjects`. weights=None (or a base model) samples without
+        reward tags (the caption alone).
         """
         from PIL import Image
 
@@ -104,6 +133,7 @@ class SteerableImageModel:
         captions = [prompt] * n if isinstance(prompt, str) else list(prompt)
         if len(captions) != n or not all(isinstance(c, str) for c in captions):
             raise ValueError(f"prompt must be one str or {n} str")
+        self.check_prompts(captions)
         desired = None
         if weights is not None and self.conditioned:
             desired = self.desired(weights, method)
@@ -134,11 +164,12 @@ def time_generation(model: SteerableImageModel, n: int = 4, weights=None, repeat
     """Measured seconds to generate (and score) a batch of n images, after one warm-up call."""
     k = len(model.reward_names)
     weights = [1.0 / k] * k if weights is None else weights
-    model.generate(weights, n=1, seed=0, num_inference_steps=2)  # warm-up: lazy inits, caches
+    prompt = model.subjects[0] if model.subjects else ""
+    model.generate(weights, n=1, seed=0, num_inference_steps=2, prompt=prompt)  # warm-up
     times = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        model.generate(weights, n=n, seed=r)
+        model.generate(weights, n=n, seed=r, prompt=prompt)
         times.append(time.perf_counter() - t0)
     return {
         "n_images": n,

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ric.artifacts import RicMeta, append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from ric.image.recipe import ImageRecipe, image_format
 from ric.normalization import RewardStats
+from ric.runlog import cpu_seconds
 
 TRAIN_SUMMARY = "train_summary.json"
 CHECKPOINT = "checkpoint"
@@ -114,13 +115,6 @@ def update_ema(ema: dict[str, torch.Tensor], module: nn.Module, decay: float, st
 
 def train_device(recipe: ImageRecipe) -> torch.device:
     return torch.device(recipe.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def cpu_seconds() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 StepFn = Callable[[int, np.random.Generator, torch.Generator], torch.Tensor]

@@ -1,0 +1,4 @@
+"""The Gradio app's parts: `text` (chat tab and API), `compare` (one prompt at several
+preferences), `widgets` (sliders, triangle picker, front clicks, whole-reply tables), `loading`
+(models and fronts), `auth` (logins). app.py at the repository root wires them and the Image
+tab together and is the command-line entry."""
