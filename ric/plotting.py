@@ -12,10 +12,13 @@ A front whose points have weights None is a base model (no conditioning): drawn 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ric.pareto import pareto_mask
 
 FRONT_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
 BASE_COLOR = "#7f7f7f"
@@ -91,7 +94,7 @@ def pareto_figure(
 ):
     """A Plotly figure of normalized rewards (every axis: higher is better, named in words).
 
-    fronts: front.json dicts, joined in reward order; a few points carry their weights as a
+    fronts: front.json dicts, their non-dominated points joined left to right; a few points carry their weights as a
         label, every point on hover and in `customdata` (what a click on the point reads: the
         app sets its sliders to them). The legend names each front with its hypervolume.
         Base-model fronts are drawn as stars.
@@ -137,21 +140,37 @@ def pareto_figure(
         points = [front["points"][i] for i in order]
         shown = labelled(len(points))
         labels = [weights_text(p["weights"]) for p in points]
+        color = FRONT_COLORS[k % len(FRONT_COLORS)]
         fig.add_trace(
             scatter(
                 **coords(pts[order]),
-                mode="lines+markers+text" if n == 2 else "markers+text",
+                mode="markers+text",
                 name=name,
+                legendgroup=name,
                 text=[t if i in shown else "" for i, t in enumerate(labels)],
-                textposition="top right" if n == 2 else "top center",
+                # The left end's label to its right, the right end's to its left: inside.
+                textposition=[
+                    "top right" if i == 0 else "top left" if i == len(points) - 1 else "top center"
+                    for i in range(len(points))
+                ]
+                if n == 2
+                else "top center",
                 textfont=dict(size=10),
-                marker=dict(size=10 * marker_scale, color=FRONT_COLORS[k % len(FRONT_COLORS)]),
-                line=dict(width=1, dash="dot") if n == 2 else None,
+                marker=dict(size=10 * marker_scale, color=color),
                 customdata=[p["weights"] for p in points],
                 hovertext=[f"{name}<br>{t} (click: reply here)" for t in labels],
                 hoverinfo=hoverinfo,
             )
         )
+        if n == 2:  # the line joins the non-dominated points, left to right: the front itself
+            # (a shape, not a trace: it takes no legend entry, hover or click)
+            line = pts[order][pareto_mask(pts[order])]
+            fig.add_shape(
+                type="path",
+                path="M " + " L ".join(f"{x},{y}" for x, y in line),
+                line=dict(width=1, dash="dot", color=color),
+                layer="below",
+            )
     if desired is not None:
         d = _points([desired], n, "desired rewards")
         fig.add_trace(
@@ -189,8 +208,10 @@ def pareto_figure(
             )
         )
     axis = [axis_title(name) for name in names]
-    # The legend sits above the plot, the axis titles below and left: they never meet.
-    top = 70 if title else 40
+    # The legend sits above the plot, the axis titles below and left: they never meet. Its
+    # entries wrap two to a row on a phone, 22 px a row: the top margin holds them all.
+    entries = sum(t.showlegend is not False for t in fig.data)
+    top = 36 + 22 * math.ceil(entries / 2) + (30 if title else 0)
     layout = dict(
         title=dict(text=title, y=0.98) if title else None,
         template="plotly_white",
@@ -242,7 +263,8 @@ def _save_png(fronts: Sequence[dict], names: list[str], path: Path) -> Path:
         ax.scatter(*pts.T, label=front_name(front), **style)
         if not base and len(names) == 2:
             order = front_order(front)
-            ax.plot(*pts[order].T, linestyle=":", linewidth=1, color=style["color"])
+            line = pts[order][pareto_mask(pts[order])]
+            ax.plot(*line.T, linestyle=":", linewidth=1, color=style["color"])
             shown = labelled(len(order))
             for i, k in enumerate(order):
                 if i not in shown:

@@ -35,7 +35,8 @@ REPLIES = [{"achieved": [0.2, 0.3], "weights": [0.5, 0.5], "desired": [1, 1]}, {
 
 
 def by_name(fig):
-    return {t.name: t for t in fig.data}
+    """The traces in the legend (a front's line is drawn apart, without an entry)."""
+    return {t.name: t for t in fig.data if t.showlegend is not False}
 
 
 def test_two_objectives_traces():
@@ -48,6 +49,8 @@ def test_two_objectives_traces():
         "replies (2)",
     ]
     assert all(t.type == "scatter" for t in fig.data)
+    (line,) = fig.layout.shapes  # the front's line: (0, 0.5) is not dominated
+    assert line.path == "M -1.0,1.0 L 0.0,0.5 L 1.0,-1.0"
     ric = traces["RiC front, HV 1.234"]
     assert list(ric.x) == [-1, 0, 1] and list(ric.text) == ["w=(0, 1)", "w=(0.5, 0.5)", "w=(1, 0)"]
     assert list(traces["base (no conditioning), HV 0.250"].y) == [0.1]
@@ -110,6 +113,14 @@ def test_front_is_joined_in_reward_order_with_few_labels():
     assert list(trace.x) == sorted(xs)
     assert [t for t in trace.text if t] == ["w=(0, 1)", "w=(0.6, 0.4)", "w=(0.9, 0.1)"]
     assert len(trace.hovertext) == 11 and "w=(0.2, 0.8)" in trace.hovertext[1]
+    assert list(trace.textposition[:2]) == ["top right", "top center"]
+    # The line joins only the non-dominated points: here (x, 1 - x) are all non-dominated,
+    # so all of them, left to right; a dominated point is left out.
+    (line,) = pareto_figure(NAMES2, [sweep]).layout.shapes
+    assert line.path.count("L") == 10
+    sweep["points"].append({"weights": [0.5, 0.5], "achieved": [0.0, 0.0]})
+    (line,) = pareto_figure(NAMES2, [sweep]).layout.shapes
+    assert line.path.count("L") == 10 and " 0.0,0.0" not in line.path  # (0, 1) dominates it
 
 
 def test_labelled_and_axis_titles():

@@ -343,7 +343,10 @@ def text_tab(steer: SteerableModel, fronts: Sequence[dict], figure) -> gr.Radio:
             with gr.Row():
                 with gr.Column(scale=3, min_width=240):
                     sliders = weight_sliders(names, descriptions=steer.meta.reward_descriptions)
-                picker = ternary_picker(names, w0, "ternary") if n == 3 else None
+                picker = None
+                if n == 3:
+                    with gr.Column(scale=2, min_width=240):
+                        picker = ternary_picker(names, w0, "ternary")
             gr.Markdown(
                 "Each slider says how much its reward matters; only their proportions count "
                 "(0.2 and 0.6 mean 25% and 75%). At 0 a reward is *not a priority*: the model "

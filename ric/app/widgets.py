@@ -216,12 +216,12 @@ def results_html(names: Sequence[str], rows: Sequence[dict], empty: str = "") ->
 
 _TERNARY_TEMPLATE = """
 <div class="ric-ternary" data-w="${value}">
-  <svg viewBox="-40 -22 280 232" width="100%" style="max-width:300px;touch-action:none">
+  <svg viewBox="-50 -26 300 230" width="100%" style="max-width:300px;touch-action:none">
     <polygon points="100,0 0,173.2 200,173.2" fill="var(--block-background-fill)"
       stroke="var(--body-text-color)" stroke-width="1.5"/>
-    <text x="100" y="-8" text-anchor="middle" font-size="12" fill="currentColor">${a}</text>
-    <text x="0" y="192" text-anchor="middle" font-size="12" fill="currentColor">${b}</text>
-    <text x="200" y="192" text-anchor="middle" font-size="12" fill="currentColor">${c}</text>
+    <text x="100" y="-6" text-anchor="middle" font-size="17" fill="currentColor">${a}</text>
+    <text x="0" y="192" text-anchor="middle" font-size="17" fill="currentColor">${b}</text>
+    <text x="200" y="192" text-anchor="middle" font-size="17" fill="currentColor">${c}</text>
     <circle class="dot" r="8" cx="100" cy="115.5" fill="#d62728" stroke="white"/>
   </svg>
   <div style="font-size:0.85em">Drag the dot: each corner is one reward alone.</div>
@@ -248,7 +248,7 @@ function place(w) {
   const s = w[0] + w[1] + w[2] || 1;
   const x = (w[0] * A[0] + w[1] * B[0] + w[2] * C[0]) / s;
   const y = (w[0] * A[1] + w[1] * B[1] + w[2] * C[1]) / s;
-  dot.setAttribute('cx', x); dot.setAttribute('cy', y);
+  dot.setAttribute('cx', x); dot.setAttribute('cy', y); dot.dataset.placed = '1';
   element.querySelector('.readout').textContent =
     names.map((n, i) => n + ' ' + (w[i] / s).toFixed(2)).join(' \\u00b7 ');
 }
@@ -274,6 +274,11 @@ element.addEventListener('pointerup', ev => {
 });
 place(current());
 watch('value', () => place(current()));
+// Setting props.value re-renders the template (the dot back at the centre): place it again.
+new MutationObserver(() => {
+  const dot = element.querySelector('.dot');
+  if (dot && dot.dataset.placed !== '1') place(current());
+}).observe(element, { childList: true, subtree: true, attributes: true });
 """
 
 
@@ -289,8 +294,6 @@ def ternary_picker(names: Sequence[str], weights: Sequence[float], elem_id: str)
         b=b,
         c=c,
         elem_id=elem_id,
-        scale=2,
-        min_width=220,
     )
 
 
@@ -307,7 +310,7 @@ def parse_picked(value: str | None, n: int) -> list[float] | None:
 
 # Plotly's click on a point of an evaluated front (its customdata holds the point's weights) is
 # sent as this component's value plus a `click`. gradio redraws the plot on every update, so the
-# listener is attached to whichever plot is there now, checked twice a second.
+# listener is attached to whichever plot is there now, checked 4 times a second.
 _FRONT_CLICK_JS = """
 function hook() {
   const gd = document.querySelector('#' + props.plot + ' .js-plotly-plot');
@@ -321,7 +324,7 @@ function hook() {
     trigger('click');
   });
 }
-setInterval(hook, 500);
+setInterval(hook, 250);
 """
 
 
