@@ -38,6 +38,9 @@ class GenerationSettings:
     top_p: float = 0.9
     do_sample: bool = True
     repetition_penalty: float = 1.0
+    # transformers' own default, stated so every engine samples alike; it also spares
+    # onnxruntime-genai a full-vocabulary sort per row (47 -> 32 ms a step at batch 16).
+    top_k: int = 50
 
     def __post_init__(self) -> None:
         if not (
@@ -52,18 +55,20 @@ class GenerationSettings:
             raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 0):
+            raise ValueError(f"top_k must be an int >= 0 (0: no limit), got {self.top_k!r}")
         if not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     def kwargs(self) -> dict:
         kw = asdict(self)
         if not self.do_sample:
-            kw.pop("temperature"), kw.pop("top_p")
+            kw.pop("temperature"), kw.pop("top_p"), kw.pop("top_k")
         return kw
 
     def sampling_key(self) -> tuple:
         """Requests whose keys are equal can share one batch (max_new_tokens may differ)."""
-        return (self.do_sample, self.temperature, self.top_p, self.repetition_penalty)
+        return (self.do_sample, self.temperature, self.top_p, self.top_k, self.repetition_penalty)
 
 
 @dataclass
@@ -328,7 +333,9 @@ class OnnxEngine(Engine):
             "repetition_penalty": settings.repetition_penalty,
         }
         if settings.do_sample:
-            search.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+            search.update(
+                temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k
+            )
             if seed is not None:
                 search["random_seed"] = int(seed) % (2**31)
         params.set_search_options(**search)
@@ -371,6 +378,7 @@ class VllmEngine(Engine):
                 max_tokens=cap,
                 temperature=settings.temperature if settings.do_sample else 0.0,
                 top_p=settings.top_p if settings.do_sample else 1.0,
+                top_k=settings.top_k if settings.do_sample and settings.top_k else -1,
                 repetition_penalty=settings.repetition_penalty,
                 seed=None if seed is None else seed + r,
             )
