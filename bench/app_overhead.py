@@ -120,7 +120,7 @@ def app_port() -> int:
 def print_table(r: dict) -> None:
     print(f"\n{r['model']}: {r['tokens']} new tokens, median of {r['repeats']}")
     rows = [
-        ("direct model.generate", r["direct_median_s"]),
+        ("direct (SteerableModel.complete)", r["direct_median_s"]),
         ("app /generate (gradio_client)", r["app_median_s"]),
         ("overhead", r["overhead_s"]),
         *((f"  of which {k}", v) for k, v in r["parts_median_s"].items()),
