@@ -36,7 +36,7 @@ from ric.sft import (
     TRAIN_LOG,
     SFTRecipe,
     checkpoint_callback,
-    lora_config,
+    recipe_lora,
     run_trainer,
     save_adapter,
     train_sft,
@@ -340,14 +340,7 @@ def train_morlhf(recipe: MorlhfRecipe, weights: Sequence[float], stats: RewardSt
     path = resolve_model(recipe.model)
     tok = load_tokenizer(path)  # left padding for generation
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
-    peft_config = lora_config(
-        model,
-        recipe.lora_r,
-        recipe.lora_alpha,
-        recipe.lora_dropout,
-        recipe.target_modules,
-        recipe.lora_layers,
-    )
+    peft_config = recipe_lora(model, recipe)
     args = GRPOConfig(
         output_dir=str(out / "checkpoints"),
         max_steps=recipe.max_steps,

@@ -111,6 +111,18 @@ def lora_config(
     )
 
 
+def recipe_lora(model, recipe):
+    """lora_config from any recipe with the lora_* fields (SFT, the MORLHF baseline)."""
+    return lora_config(
+        model,
+        recipe.lora_r,
+        recipe.lora_alpha,
+        recipe.lora_dropout,
+        recipe.target_modules,
+        recipe.lora_layers,
+    )
+
+
 def build_sft_examples(
     rows: list[dict], stats: RewardStats, fmt: ConditioningFormat, tokenizer, conditioned=True
 ) -> list[dict]:
@@ -323,14 +335,7 @@ def train_sft(
     if recipe.init_adapter:
         model = PeftModel.from_pretrained(model, recipe.init_adapter, is_trainable=True)
     else:
-        peft_config = lora_config(
-            model,
-            recipe.lora_r,
-            recipe.lora_alpha,
-            recipe.lora_dropout,
-            recipe.target_modules,
-            recipe.lora_layers,
-        )
+        peft_config = recipe_lora(model, recipe)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
         learning_rate=recipe.learning_rate,

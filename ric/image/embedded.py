@@ -150,12 +150,16 @@ def sample_embedded(
     batch_size: int = 16,
     progress: bool = False,
     subjects: Sequence[int] | None = None,
+    reward_guidance: float | None = None,
 ) -> np.ndarray:
     """n images (n, H, W, 3) uint8 for desired normalized rewards (None: no preference) and
     subject indices (None or n_subjects: no caption).
 
     With guidance g: eps = eps_null + g (eps_cond - eps_null), as in classifier-free guidance,
-    where null drops caption and rewards; g = 1 runs the conditional model alone.
+    where null drops caption and rewards; g = 1 runs the conditional model alone. With
+    reward_guidance g_r (a model trained with reward_dropout, desired rewards and a caption),
+    caption and rewards get their own scales, as InstructPix2Pix does for its two conditions:
+    eps = eps_null + g (eps_caption - eps_null) + g_r (eps_cond - eps_caption).
     """
     from diffusers import DDIMScheduler
 
@@ -186,11 +190,18 @@ def sample_embedded(
             nulls, subs = nulls[1:], subs[1:]
         elif not two:
             nulls, subs = nulls[:1], subs[:1]
+        three = reward_guidance is not None and desired is not None and n_sub > 0
+        if three:  # (cond, null, caption only)
+            nulls.append(torch.ones(b, dtype=torch.bool, device=device))
+            subs.append(sb)
         null, sub = torch.cat(nulls), torch.cat(subs)
         rr = cond.to(device).expand(b, k).repeat(len(nulls), 1)
         for t in sched.timesteps:
             eps = model(x.repeat(len(nulls), 1, 1, 1), t.to(device), rr, null, sub)
-            if len(nulls) == 2:
+            if three:
+                e_c, e_u, e_p = eps.chunk(3)
+                eps = e_u + guidance_scale * (e_p - e_u) + reward_guidance * (e_c - e_p)
+            elif len(nulls) == 2:
                 e_c, e_u = eps.chunk(2)
                 eps = e_u + guidance_scale * (e_c - e_u)
             x = sched.step(eps, t, x).prev_sample
@@ -357,6 +368,8 @@ class EmbeddedBackend:
         self.model = RewardUNet.load(folder, n_rewards, len(self.subjects)).to(device)
         self.scheduler_config = read_json(folder / "scheduler" / "scheduler_config.json")
         self.size = meta.extra.get("image_size")
+        # Separate reward guidance (sample_embedded); None: the paper's single guidance.
+        self.reward_guidance = meta.extra.get("reward_guidance_scale")
 
     def subject_ids(self, captions: Sequence[str]) -> list[int] | None:
         """Each caption's subject index (n_subjects: none named); None for an unprompted model."""
@@ -380,6 +393,7 @@ class EmbeddedBackend:
                 batch_size,
                 progress,
                 subjects=self.subject_ids(captions),
+                reward_guidance=self.reward_guidance,
             )
         )
 

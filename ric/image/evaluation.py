@@ -36,6 +36,9 @@ class ImageEvalConfig:
         "(default: the artifact's own)",
     )
     guidance_scale: float | None = field(None, "CFG scale (default: the model's)")
+    reward_guidance_scale: float | None = field(
+        None, "embedded: a separate scale for the reward tags (sample_embedded; default: none)"
+    )
     num_inference_steps: int | None = field(None, "sampling steps (default: the model's)")
     batch_size: int = field(16, "images per sampling batch")
     reference_point: list | None = field(
@@ -107,6 +110,8 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
     steer = steer or SteerableImageModel.load(cfg.model, cfg.device, base=cfg.base)
     if cfg.range_quantiles:
         steer.stats = steer.stats.with_range(cfg.range_quantiles)
+    if cfg.reward_guidance_scale is not None:
+        steer.set_reward_guidance(cfg.reward_guidance_scale)
     groups = _captions(cfg, steer)
     sweep = [None] if cfg.base else simplex_grid(len(steer.reward_names), cfg.points).tolist()
     samples = out / "samples.jsonl"

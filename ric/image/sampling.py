@@ -94,6 +94,13 @@ class SteerableImageModel:
         self.check_prompts([prompt])
         return prompt
 
+    def set_reward_guidance(self, scale: float | None) -> None:
+        """Guide the reward tags with their own scale (embedded backend; None: the paper's
+        single guidance scale). See ric.image.embedded.sample_embedded."""
+        if not hasattr(self.backend, "reward_guidance"):
+            raise ValueError(f"the {self.backend_name} backend has no separate reward guidance")
+        self.backend.reward_guidance = scale
+
     @property
     def backend_name(self) -> str:
         return self.meta.extra.get("backend", "embedded")
