@@ -306,7 +306,7 @@ def image_tab(image: SteerableImageModel | None, note: str, fronts: Sequence[dic
                 list(METHODS),
                 value=default_method,
                 label="mapping",
-                info=f"preference -> desired rewards (METHOD.md §6); this model's: {default_method}",
+                info=f"preference -> desired rewards (docs/METHOD.md §6); this model's: {default_method}",
                 elem_id="img-method",
             )
             pref_md = gr.Markdown(preference_table(names, w0, d0), elem_id="img-preferences")

@@ -1,4 +1,4 @@
-"""RiC against Rewarded Soups, MORLHF, prompt-only and the base model (METHOD.md section 8).
+"""RiC against Rewarded Soups, MORLHF, prompt-only and the base model (docs/METHOD.md section 8).
 
     python bench/fronts.py --report-only     # docs/BENCHMARKS.md + docs/benchmarks.json from runs/
     python bench/fronts.py                   # run (resumably) what is missing, then the report

@@ -1,4 +1,4 @@
-"""The baselines RiC is measured against (METHOD.md section 8), on RiC's own evaluation.
+"""The baselines RiC is measured against (docs/METHOD.md section 8), on RiC's own evaluation.
 
 - Rewarded Soups (Rame et al. 2023): one LoRA per reward, each trained by SFT on the top
   quantile of the offline data for its reward, with plain prompts (no reward tags). At inference

@@ -1,7 +1,7 @@
 """Reward-in-context prompts: write desired reward values into the prompt as plain-text tags.
 
 RiC conditions a model by appending tags such as ``<rm1_score> 1.2 <rm2_score> -0.6`` to the
-prompt (METHOD.md section 3). Tags are ordinary text, not special tokens, so the format must be
+prompt (docs/METHOD.md section 3). Tags are ordinary text, not special tokens, so the format must be
 identical in training and inference: it lives in a `ConditioningFormat` that is saved with every
 artifact. User text is sanitized first so it can never add or override a tag, nor open or close
 a chat turn with the tokenizer's control tokens.

@@ -1,4 +1,4 @@
-"""Offline RiC data (METHOD.md section 2): the base model's own answers, scored by every reward.
+"""Offline RiC data (docs/METHOD.md section 2): the base model's own answers, scored by every reward.
 
 `prepare_dataset` samples several answers per training prompt at varied temperatures, each
 under a hidden instruction drawn from assets/prompts/instructions.txt (in the system turn of

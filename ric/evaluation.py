@@ -1,4 +1,4 @@
-"""Preference sweeps: the empirical Pareto front of a steerable model (METHOD.md section 8).
+"""Preference sweeps: the empirical Pareto front of a steerable model (docs/METHOD.md section 8).
 
 For each weight vector of the sweep: map it to desired rewards, generate on held-out prompts,
 score, and report the MEAN normalized reward vector. The points form the front; hypervolume is

@@ -1,6 +1,6 @@
 """Preference weights -> desired (normalized) rewards, the inference half of RiC.
 
-METHOD.md section 6. With low_i/high_i the range of normalized reward i and N rewards:
+docs/METHOD.md section 6. With low_i/high_i the range of normalized reward i and N rewards:
 - "ric" (the paper, released default "linf"): r_i = min(N w_i, 1) (high_i - low_i) + low_i.
   min(N w_i, 1) maximizes sum_i (w_i x_i - x_i^2 / (2N)) over the unit box: push the weighted
   reward up without asking for more than the data ever showed. The dominant reward gets high_i.
@@ -111,7 +111,7 @@ def typical_rewards(stats: RewardStats) -> np.ndarray:
 
 
 def simplex_grid(n_rewards: int, points: int | None = None) -> np.ndarray:
-    """The evaluation sweep of METHOD.md section 8.
+    """The evaluation sweep of docs/METHOD.md section 8.
 
     2 rewards: w_1 in {0, 0.1, ..., 1} (or `points` evenly spaced values). 3 rewards: 13 fixed
     vectors covering the corners, edge midpoints and thirds, and the centre of the simplex.

@@ -1,4 +1,4 @@
-"""Online RiC: multi-objective rejection sampling (MORS), METHOD.md section 5.
+"""Online RiC: multi-objective rejection sampling (MORS), docs/METHOD.md section 5.
 
 Per iteration: sample prompts, draw desired rewards on the upper boundary of the reward box,
 let the adapter answer, relabel each answer with the rewards it OBTAINED, keep answers with any
@@ -61,7 +61,7 @@ class OnlineRecipe:
 
 
 def frontier_targets(low, high, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Desired rewards on the upper boundary of the reward box (METHOD.md 5.2): draw each r_i
+    """Desired rewards on the upper boundary of the reward box (docs/METHOD.md 5.2): draw each r_i
     uniformly in [low_i, high_i], then raise every dimension except the smallest draw's to
     high_i."""
     low, high = np.asarray(low, float), np.asarray(high, float)

@@ -1,4 +1,4 @@
-"""Reward-conditioned SFT (METHOD.md sections 3-4): LoRA through TRL's SFTTrainer.
+"""Reward-conditioned SFT (docs/METHOD.md sections 3-4): LoRA through TRL's SFTTrainer.
 
 Prompt-completion pairs whose prompts carry the response's own normalized rewards; loss on the
 completion (the model's own answer, plus EOS) only. `save_adapter` is the one way an adapter

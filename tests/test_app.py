@@ -471,7 +471,7 @@ def test_descriptions_under_the_sliders_and_a_one_sentence_header(demo, steer):
     for name in steer.reward_names:
         assert describe_reward(name) and json.dumps(describe_reward(name))[1:-1] in config
     assert "whose replies you steer between positivity and brevity" in config
-    assert "METHOD.md section 6" in config and "docs/METHOD.md section 6" in config
+    assert "docs/METHOD.md section 6" in config and "docs/METHOD.md section 6" in config
 
 
 def test_image_tab_says_missing_folder(demo):

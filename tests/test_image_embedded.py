@@ -65,6 +65,24 @@ def test_sampling_is_batch_size_invariant(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_reward_guidance_equal_to_guidance_is_plain_cfg(tmp_path):
+    """eps_null + g (eps_caption - eps_null) + g (eps_cond - eps_caption) = plain CFG."""
+    torch.manual_seed(0)
+    model = build_reward_unet(tiny_recipe(tmp_path), 2).eval()
+    torch.nn.init.normal_(model.conditioner.net[2].weight)  # rewards matter, as after training
+    config = dict(make_noise_scheduler().config)
+    desired, subjects = np.array([0.5, -1.0]), [0, 1]
+    plain = sample_embedded(model, config, desired, 2, 3.0, 2, 1, 2, subjects=subjects)
+    same = sample_embedded(
+        model, config, desired, 2, 3.0, 2, 1, 2, subjects=subjects, reward_guidance=3.0
+    )
+    np.testing.assert_allclose(plain.astype(int), same.astype(int), atol=1)  # float rounding
+    other = sample_embedded(
+        model, config, desired, 2, 3.0, 2, 1, 2, subjects=subjects, reward_guidance=0.0
+    )
+    assert not np.array_equal(plain, other)
+
+
 def test_embedded_artifact(embedded):
     for f in [
         "unet/diffusion_pytorch_model.safetensors",
@@ -118,6 +136,10 @@ def test_embedded_generate(embedded):
         steer.generate([0.5], n=1, prompt="cat")
     with pytest.raises(ValueError, match="n must be"):
         steer.generate([0.5, 0.5], n=0, prompt="cat")
+    steer.set_reward_guidance(2.0)
+    guided, _, _ = steer.generate([0.3, 0.7], n=3, seed=5, prompt="a cat")
+    assert len(guided) == 3
+    steer.set_reward_guidance(None)
     timing = time_generation(steer, n=2)
     assert timing["n_images"] == 2 and timing["seconds"] > 0
 

@@ -4,7 +4,7 @@ import pytest
 from ric.mapping import preference_to_rewards, simplex_grid
 from ric.normalization import RewardStats
 
-LO, HI = -3.9, 4.1  # METHOD.md's worked example
+LO, HI = -3.9, 4.1  # docs/METHOD.md's worked example
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_range_from_stats():
 
 
 def test_ric_is_argmax_of_concave_surrogate():
-    # min(N w, 1) maximizes sum_i w_i x_i - x_i^2 / (2N) over [0, 1]^N (METHOD.md section 6).
+    # min(N w, 1) maximizes sum_i w_i x_i - x_i^2 / (2N) over [0, 1]^N (docs/METHOD.md section 6).
     rng = np.random.default_rng(2)
     grid = np.linspace(0, 1, 1001)
     for _ in range(5):

@@ -1,4 +1,4 @@
-"""Evaluate a steerable model's Pareto front by a preference sweep (METHOD.md section 8).
+"""Evaluate a steerable model's Pareto front by a preference sweep (docs/METHOD.md section 8).
 
     python train/evaluate.py                                  # the shipped embedded default
     python train/evaluate.py --adapter runs/sft/adapter --out runs/eval_sft

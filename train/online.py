@@ -2,7 +2,7 @@
 
     python train/online.py --config train/recipes/cpu_online.yaml
 
-Per iteration (METHOD.md section 5): sample prompts, draw desired rewards on the upper boundary
+Per iteration (docs/METHOD.md section 5): sample prompts, draw desired rewards on the upper boundary
 of the reward box, generate, relabel each sample with the rewards it OBTAINED, keep samples with
 any reward at or above its 0.7 quantile, mix with the filtered offline data, continue SFT of the
 same adapter. Writes OUT/iter_<k>/ (samples, scores, sft/adapter, mors.json) and OUT/adapter
