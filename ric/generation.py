@@ -330,7 +330,6 @@ class OnnxEngine(Engine):
             "max_length": width + max(caps),
             "batch_size": len(prompts),
             "do_sample": settings.do_sample,
-            "repetition_penalty": settings.repetition_penalty,
         }
         if settings.do_sample:
             search.update(
@@ -342,7 +341,10 @@ class OnnxEngine(Engine):
         gen = og.Generator(self.model, params)
         gen.append_tokens(batch)
         stop = stop or (lambda _: False)
+        penalty = settings.repetition_penalty
         while not (all(rows.done) or gen.is_done()):
+            if penalty != 1.0:
+                self._penalize(gen, encoded, rows, penalty)
             gen.generate_next_token()
             for r, t in enumerate(gen.get_next_tokens()):
                 rows.add(r, int(t))
@@ -351,6 +353,21 @@ class OnnxEngine(Engine):
             yield rows
         for r in range(len(prompts)):
             rows.done[r] = True
+
+    @staticmethod
+    def _penalize(gen, encoded, rows: _Rows, penalty: float) -> None:
+        """transformers' repetition penalty, applied here rather than by onnxruntime-genai:
+        its own left fewer replies ending by themselves (the probe in
+        train/recipes/cpu_data.yaml). Every token already in a row (prompt and reply, not padding) has its
+        logit divided by the penalty when positive, multiplied when negative. Greedy replies
+        then match transformers' token for token (tests/test_generation.py)."""
+        logits = np.array(gen.get_logits(), dtype=np.float32)
+        flat = logits.reshape(len(encoded), -1, logits.shape[-1])[:, -1]
+        for r, prompt in enumerate(encoded):
+            seen = np.unique(np.asarray(prompt + rows.ids[r], dtype=np.int64))
+            v = flat[r, seen]
+            flat[r, seen] = np.where(v > 0, v / penalty, v * penalty)
+        gen.set_logits(logits)
 
 
 class VllmEngine(Engine):

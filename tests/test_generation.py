@@ -197,3 +197,15 @@ def test_onnx_prompt_beyond_the_context_is_a_clear_error(onnx_engine):
     near = onnx_engine.tokenizer.decode(hello * (onnx_engine.context - 6))
     (done,) = onnx_engine.complete([near], GenerationSettings(64, do_sample=False), progress=False)
     assert done.n_tokens <= 64 and not done.finished
+
+
+def test_onnx_repetition_penalty_is_transformers(tiny_adapter_dir, onnx_engine):
+    """The onnx engine applies transformers' repetition penalty itself: greedy replies match,
+    batched (right-padded rows) as well as one by one."""
+    greedy = GenerationSettings(max_new_tokens=8, do_sample=False, repetition_penalty=1.5)
+    model, tok = load_model(adapter=str(tiny_adapter_dir), merge=True)
+    reference = TransformersEngine(model, tok).complete(PROMPTS, greedy, progress=False)
+    plain = GenerationSettings(max_new_tokens=8, do_sample=False)
+    assert reference != TransformersEngine(model, tok).complete(PROMPTS, plain, progress=False)
+    assert onnx_engine.complete(PROMPTS, greedy, batch_size=4, progress=False) == reference
+    assert [onnx_engine.complete([p], greedy, progress=False)[0] for p in PROMPTS] == reference
