@@ -541,6 +541,20 @@ def test_header_reports_the_measured_steering(tiny_adapter_dir):
     assert "11-point sweep on 100 held-out prompts" in text
     assert f"does not rise steadily with its slider: {names[1]}." in text
     assert "Measured steering" not in app.header(steer, "RiC", [base])
+    assert "before the quality guards existed" in text
+    guards = {
+        "relevance": 0.6,
+        "top_opening_share": 0.1,
+        "shared_opening_share": 0.05,
+        "echo_rate": 0.0,
+        "finished_share": 0.9,
+        "distinct_2": 0.7,
+    }
+    for k, p in enumerate(points):
+        p["guards"] = {**guards, "top_opening_share": 0.1 + 0.02 * k, "relevance": 0.6 - 0.01 * k}
+    text = app.header(steer, "RiC", [base, sweep])
+    assert "relevance to the prompt 0.50" in text and "3-word opening in 30% of replies" in text
+    assert "ended by themselves 90%" in text
 
 
 def test_shipped_text_adapter_loads_with_its_fronts():

@@ -142,7 +142,32 @@ def measured_steering(fronts: Sequence[dict]) -> str | None:
     )
     if weak:
         line += f" Below 0.9 the reward does not rise steadily with its slider: {', '.join(weak)}."
-    return line
+    return line + "\n\n" + answer_quality(front)
+
+
+def answer_quality(front: dict) -> str:
+    """The quality guards beside the rewards (ric.quality): the worst value over the sweep, so
+    a model that games a reward with stock phrases shows it here."""
+    guards = [p.get("guards") for p in front["points"]]
+    if not all(guards):
+        return (
+            "**Answer quality:** this front was evaluated before the quality guards existed "
+            "(relevance, repeated openings, echo, replies ended by themselves): not measured."
+        )
+
+    def worst(key, pick):
+        values = [g[key] for g in guards if g.get(key) is not None]
+        return pick(values) if values else float("nan")
+
+    return (
+        "**Answer quality** (worst point of the sweep): relevance to the prompt "
+        f"{worst('relevance', min):.2f}; most common 3-word opening in "
+        f"{100 * worst('top_opening_share', max):.0f}% of replies; openings shared by 3+ prompts "
+        f"{100 * worst('shared_opening_share', max):.0f}%; echoing the prompt "
+        f"{100 * worst('echo_rate', max):.0f}%; ended by themselves "
+        f"{100 * worst('finished_share', min):.0f}%; distinct word pairs "
+        f"{worst('distinct_2', min):.2f}."
+    )
 
 
 def details(steer: SteerableModel, model_label: str | None, fronts: Sequence[dict] = ()) -> str:
