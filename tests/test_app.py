@@ -630,5 +630,7 @@ def test_summary_says_how_well_it_steers(steer):
     assert text == (
         f"A chat model (tiny) whose replies you steer between {names[0]} and {names[1]}: on 200 "
         f"held-out prompts it followed the {names[0]} slider closely and the {names[1]} slider "
-        "roughly."
+        "roughly. Answer quality was not measured with it (see details)."
     )
+    sweep["points"][0]["guards"] = {"relevance": 0.6}
+    assert app.summary(steer, "tiny", [sweep]).endswith("slider roughly.")

@@ -116,7 +116,11 @@ def summary(steer: SteerableModel, model_label: str | None, fronts: Sequence[dic
     )
     n = (front.get("settings") or {}).get("max_prompts")
     where = f"on {n} held-out prompts" if n else "in its evaluation"
-    return f"{what}: {where} it followed {how}."
+    text = f"{what}: {where} it followed {how}."
+    if not all(p.get("guards") for p in front["points"]):
+        # A front can be reached by printing stock phrases: without the guards, say so.
+        text += " Answer quality was not measured with it (see details)."
+    return text
 
 
 def measured_steering(fronts: Sequence[dict]) -> str | None:
