@@ -75,6 +75,9 @@ class ImageRecipe:
     range_source: str = field("data", "mapping range: 'data' quantiles or 'gaussian'")
     range_quantiles: list = field([0.0, 1.0], "quantiles of the normalized rewards for low/high")
     guidance_scale: float = field(3.0, "default classifier-free guidance at sampling")
+    reward_guidance_scale: float | None = field(
+        None, "embedded: default separate guidance of the reward tags (None: single guidance)"
+    )
     num_inference_steps: int = field(25, "default sampling steps (DDIM for 'embedded')")
     # optimisation
     learning_rate: float = field(3e-4, "peak AdamW learning rate")

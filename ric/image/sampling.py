@@ -17,6 +17,7 @@ import torch
 
 from ric.artifacts import RicMeta
 from ric.conditioning import ConditioningFormat
+from ric.image.backends import BACKENDS
 from ric.image.recipe import round_rewards
 from ric.image.rewards import model_reward_kwargs
 from ric.mapping import preference_to_rewards
@@ -28,8 +29,8 @@ class SteerableImageModel:
     """A RiC image model with its metadata: preference weights in, images and rewards out.
 
     The image counterpart of ric.steering.SteerableModel. ``base=True`` gives the reference
-    point: the embedded model under its null condition, or the SD base pipeline without the
-    RiC weights (and captions without tags).
+    point: the embedded model without reward tags (the caption alone; the null condition for
+    an unprompted model), or the SD base pipeline without the RiC weights and tags.
     """
 
     def __init__(
@@ -54,8 +55,6 @@ class SteerableImageModel:
         if meta.kind != "image":
             raise ValueError(f"{folder} holds a {meta.kind!r} model, not an image model")
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        from ric.image.backends import BACKENDS
-
         backend = BACKENDS[meta.extra.get("backend", "embedded")](folder, meta, dev, base)
         return cls(backend, meta, conditioned=not base, folder=folder)
 

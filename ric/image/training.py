@@ -227,6 +227,7 @@ def image_meta(recipe: ImageRecipe, stats: RewardStats, base_model: str, extra: 
         extra={
             "reward_kwargs": recipe.reward_kwargs,
             "guidance_scale": recipe.guidance_scale,
+            "reward_guidance_scale": recipe.reward_guidance_scale,
             "num_inference_steps": recipe.num_inference_steps,
             "cond_dropout": recipe.cond_dropout,
             **extra,
