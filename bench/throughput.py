@@ -253,11 +253,11 @@ def main(argv=None):
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     # The engines SteerableModel drives, loaded exactly as it loads them.
-    models = {
+    engines = {
         name: load_engine(name, args.model, args.adapter, args.dtype, threads)[0]
         for name in args.backends.split(",")
     }
-    tok = next(iter(models.values())).tokenizer
+    tok = next(iter(engines.values())).tokenizer
     prompts = read_prompts(args.prompts)[: args.n]
     inputs = [format_plain_prompt(q, tok) for q in prompts]
     long_input = format_plain_prompt(LONG_PROMPT, tok)
@@ -265,25 +265,25 @@ def main(argv=None):
     for fn in rewards:  # load the reward models before timing
         fn(prompts[:1], ["warm-up"])
     settings = GenerationSettings(args.max_new_tokens, temperature=0.8, top_p=0.95)
-    for steer in models.values():  # warm-up: lazy inits, allocator
-        decode_once(steer, long_input, 4)
+    for engine in engines.values():  # warm-up: lazy inits, allocator
+        decode_once(engine, long_input, 4)
 
-    rounds = {name: [] for name in models}
+    rounds = {name: [] for name in engines}
     for _ in range(args.repeats):
-        for name, steer in models.items():
-            rounds[name].append(decode_once(steer, long_input, args.decode_tokens))
+        for name, engine in engines.items():
+            rounds[name].append(decode_once(engine, long_input, args.decode_tokens))
     batched = {
-        name: batched_run(steer, inputs, prompts, rewards, settings, args.batch_size)
-        for name, steer in models.items()
+        name: batched_run(engine, inputs, prompts, rewards, settings, args.batch_size)
+        for name, engine in engines.items()
     }
     bw = copy_bandwidth(args.bw_mb)
     bandwidth = max(bw.values())
     out = {}
-    for name, steer in models.items():
-        nbytes = bytes_per_token(steer)
+    for name, engine in engines.items():
+        nbytes = bytes_per_token(engine)
         rate = statistics.median(r[1] for r in rounds[name])
         out[name] = {
-            "engine": steer.name,
+            "engine": engine.name,
             "decode_tok_s": rate,
             "decode_tokens": statistics.median(r[2] for r in rounds[name]),
             "first_token_ms": 1000 * statistics.median(r[0] for r in rounds[name]),
