@@ -8,7 +8,8 @@ Every backend is measured in the same run, interleaved (backend A, B, A, B, ... 
 rounds, medians reported), so a busy machine slows them alike. For each backend:
 - decode_tok_s: one prompt, greedy, (n - 1) / (time of token n - time of token 1);
 - first_token_ms: from the call to the first generated token (prompt processing included);
-- batched_tok_s: --n prompts sampled in batches of --batch-size, generated tokens per second;
+- batched_tok_s: --n prompts sampled in batches of --batch-size, generated tokens per second
+  (--batched-repeats interleaved rounds, median);
 - pipeline_responses_s: the same plus scoring by the data rewards (train/prepare_dataset.py's
   inner loop), responses per second;
 - bound_fraction: decode_tok_s / (bandwidth / bytes read per token). The bytes are the weights a
@@ -243,6 +244,7 @@ def main(argv=None):
     p.add_argument("--rewards", default=DATA_REWARDS, help="comma-separated reward names")
     p.add_argument("--decode-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batched-repeats", type=int, default=2, help="rounds of the batched runs")
     p.add_argument("--bw-mb", type=int, default=512, help="copy size, well above the caches")
     p.add_argument("--out", default="runs/bench/throughput.json")
     args = p.parse_args(argv)
@@ -272,9 +274,16 @@ def main(argv=None):
     for _ in range(args.repeats):
         for name, engine in engines.items():
             rounds[name].append(decode_once(engine, long_input, args.decode_tokens))
+    # Interleaved like decode: one batched run of each engine per round, medians reported.
+    runs = {name: [] for name in engines}
+    for _ in range(args.batched_repeats):
+        for name, engine in engines.items():
+            runs[name].append(
+                batched_run(engine, inputs, prompts, rewards, settings, args.batch_size)
+            )
     batched = {
-        name: batched_run(engine, inputs, prompts, rewards, settings, args.batch_size)
-        for name, engine in engines.items()
+        name: {k: statistics.median(r[k] for r in rs) for k in ("tok_s", "responses_s")}
+        for name, rs in runs.items()
     }
     bw = copy_bandwidth(args.bw_mb)
     bandwidth = max(bw.values())

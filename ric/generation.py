@@ -87,6 +87,20 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
     return list(prompts)
 
 
+def _encode(tokenizer, prompts: Sequence) -> list[list[int]]:
+    """Token ids of each prompt: a str is tokenized, a list of ids (a prompt plus the reply so
+    far, when the Batcher restarts a batch) is taken as it is."""
+    if isinstance(prompts, str) or not all(
+        isinstance(p, str) or (isinstance(p, list) and all(isinstance(t, int) for t in p))
+        for p in prompts
+    ):
+        raise ValueError("prompts must be a list of str")
+    return [
+        p if isinstance(p, list) else tokenizer(p, add_special_tokens=False).input_ids
+        for p in prompts
+    ]
+
+
 def eos_ids(tokenizer, model_config=None) -> set[int]:
     """Every id that ends a reply: the tokenizer's EOS and the generation config's."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -143,7 +157,8 @@ class Engine:
         stop: Callable[[int], bool] | None = None,
     ) -> Iterator[_Rows]:
         """Decode one batch, yielding the shared row state after every step. `caps` is each
-        row's own token cap (default: settings.max_new_tokens); `stop(row)` ends a row early."""
+        row's own token cap (default: settings.max_new_tokens); `stop(row)` ends a row early.
+        A prompt may also be a list of token ids (taken as they are)."""
         raise NotImplementedError
 
     def complete(
@@ -205,14 +220,12 @@ class TransformersEngine(Engine):
     def stream_batch(self, prompts, settings, caps=None, seed=None, stop=None):
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        prompts = _check_prompts(prompts)
+        encoded = _encode(self.tokenizer, prompts)
         caps = list(caps or [settings.max_new_tokens] * len(prompts))
         rows = _Rows(self.tokenizer, len(prompts), caps, eos_ids(self.tokenizer, self.model.config))
         if seed is not None:
             torch.manual_seed(seed)
-        enc = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.model.device)
+        enc = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.model.device)
         steps: queue.Queue = queue.Queue()
         stop = stop or (lambda _: False)
 
@@ -298,10 +311,9 @@ class OnnxEngine(Engine):
 
     def stream_batch(self, prompts, settings, caps=None, seed=None, stop=None):
         og = self.og
-        prompts = _check_prompts(prompts)
+        encoded = _encode(self.tokenizer, prompts)
         caps = list(caps or [settings.max_new_tokens] * len(prompts))
         rows = _Rows(self.tokenizer, len(prompts), caps, self.stops)
-        encoded = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
         if any(self.pad_id in ids for ids in encoded) and len(prompts) > 1:
             # A prompt holding the pad id cannot share a padded batch: run rows one by one.
             for r, p in enumerate(prompts):
@@ -387,7 +399,7 @@ class VllmEngine(Engine):
     def stream_batch(self, prompts, settings, caps=None, seed=None, stop=None):
         from vllm import SamplingParams
 
-        prompts = _check_prompts(prompts)
+        encoded = _encode(self.tokenizer, prompts)
         caps = list(caps or [settings.max_new_tokens] * len(prompts))
         rows = _Rows(self.tokenizer, len(prompts), caps, eos_ids(self.tokenizer))
         params = [
@@ -401,10 +413,7 @@ class VllmEngine(Engine):
             )
             for r, cap in enumerate(caps)
         ]
-        ids = [
-            {"prompt_token_ids": self.tokenizer(p, add_special_tokens=False).input_ids}
-            for p in prompts
-        ]
+        ids = [{"prompt_token_ids": e} for e in encoded]
         for r, out in enumerate(self.llm.generate(ids, params, use_tqdm=False)):
             choice = out.outputs[0]
             for t in choice.token_ids:
@@ -459,11 +468,13 @@ def generate(
 
 @dataclass
 class _Request:
-    prompt: str
+    ids: list[int]  # the prompt's tokens
     settings: GenerationSettings
     stop: threading.Event
     out: queue.Queue = field(default_factory=queue.Queue)
-    arrived: float = field(default_factory=time.monotonic)
+    reply: list[int] = field(default_factory=list)  # tokens decoded before a restart
+    shown: str = ""
+    ended: bool = False
 
 
 class Batcher:
@@ -474,13 +485,24 @@ class Batcher:
     decodes each group as one batch, streaming every row to its own caller. Weights may differ
     between rows: only the tags in the prompts differ. `position()` tells a waiting user how
     many requests are ahead of theirs.
+
+    Late joiners: users who "click together" reach the server spread over a second or more
+    (bench/load.py saw 16 arrive as batches of 2, 2 and 12). While the running batch is young
+    (its longest reply at most `join_tokens` tokens), a request with the same sampling settings
+    restarts it: every running row continues from its prompt plus the tokens it already has
+    (re-read in one prefill, cheap next to decoding), beside the newcomers. Only the replies'
+    randomness changes; greedy replies stay token for token the same (tests).
     """
 
-    def __init__(self, engine: Engine, max_batch: int = 16, window_s: float = 0.03):
+    def __init__(
+        self, engine: Engine, max_batch: int = 16, window_s: float = 0.03, join_tokens: int = 16
+    ):
         self.engine, self.max_batch, self.window_s = engine, max_batch, window_s
+        self.join_tokens = join_tokens
         self._pending: list[_Request] = []
         self._cv = threading.Condition()
         self._busy = 0
+        self.batches: list[int] = []  # sizes of the batches decoded (restarts included)
         threading.Thread(target=self._work, daemon=True, name="ric-batcher").start()
 
     def position(self) -> int:
@@ -493,7 +515,8 @@ class Batcher:
         settings: GenerationSettings | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        req = _Request(prompt, settings or GenerationSettings(), stop or threading.Event())
+        ids = _encode(self.engine.tokenizer, [prompt])[0]
+        req = _Request(ids, settings or GenerationSettings(), stop or threading.Event())
         with self._cv:
             self._pending.append(req)
             self._cv.notify()
@@ -526,44 +549,75 @@ class Batcher:
                     break
                 seen = len(self._pending)
         with self._cv:
-            key = self._pending[0].settings.sampling_key()
-            group = [r for r in self._pending if r.settings.sampling_key() == key]
-            group = group[: self.max_batch]
-            self._pending = [r for r in self._pending if r not in group]
-            self._busy = len(group)
+            return self._claim(self._pending[0].settings.sampling_key(), self.max_batch)
+
+    def _claim(self, key: tuple, room: int) -> list[_Request]:
+        """Take up to `room` pending requests with sampling key `key` (lock held)."""
+        group = [r for r in self._pending if r.settings.sampling_key() == key][:room]
+        self._pending = [r for r in self._pending if r not in group]
+        self._busy += len(group)
         return group
 
     def _work(self) -> None:
         while True:
             group = self._take()
-            sent = [""] * len(group)
-            ended = [False] * len(group)
-            try:
-                for rows in self.engine.stream_batch(
-                    [r.prompt for r in group],
-                    group[0].settings,
-                    caps=[r.settings.max_new_tokens for r in group],
-                    stop=lambda i, g=group: g[i].stop.is_set(),
-                ):
-                    for i, r in enumerate(group):
-                        if ended[i]:
-                            continue
-                        text = rows.text(i)
-                        if text != sent[i]:
-                            sent[i] = text
-                            r.out.put(("text", text))
-                        if rows.done[i]:
-                            ended[i] = True
-                            r.out.put(("end", None))
+            while group:
+                group = self._run(group)
+
+    def _run(self, group: list[_Request]) -> list[_Request]:
+        """Decode `group` until it ends (-> []) or late joiners restart it (-> the rows that
+        go on, with the joiners)."""
+        key, restart = group[0].settings.sampling_key(), [False]
+        tok = self.engine.tokenizer
+        self.batches.append(len(group))
+        try:
+            for rows in self.engine.stream_batch(
+                [r.ids + r.reply for r in group],
+                group[0].settings,
+                caps=[r.settings.max_new_tokens - len(r.reply) for r in group],
+                stop=lambda i: restart[0] or group[i].stop.is_set(),
+            ):
                 for i, r in enumerate(group):
-                    if not ended[i]:
-                        r.out.put(("end", None))
-            except BaseException as e:  # every waiting caller hears of it
-                for r in group:
-                    r.out.put(("error", e))
-            finally:
-                with self._cv:
-                    self._busy = 0
+                    if r.ended:
+                        continue
+                    text = tok.decode(r.reply + rows.ids[i], skip_special_tokens=True).strip()
+                    if text != r.shown:
+                        r.shown = text
+                        r.out.put(("text", text))
+                    if rows.done[i] and not restart[0]:
+                        self._end(r)
+                if not restart[0] and self._joiners_waiting(group, rows, key):
+                    restart[0] = True
+        except BaseException as e:  # every waiting caller hears of it
+            for r in group:
+                if not r.ended:
+                    self._end(r, ("error", e))
+            return []
+        going = []
+        for i, r in enumerate(group):
+            if r.ended:
+                continue
+            r.reply += rows.ids[i]
+            cut = r.stop.is_set() or len(r.reply) >= r.settings.max_new_tokens
+            if not restart[0] or rows.finished[i] or cut:
+                self._end(r)
+            else:
+                going.append(r)
+        with self._cv:
+            return going + self._claim(key, self.max_batch - len(going)) if going else []
+
+    def _end(self, r: _Request, message=("end", None)) -> None:
+        with self._cv:  # counted out before its caller hears, so position() is already right
+            self._busy -= 1
+        r.ended = True
+        r.out.put(message)
+
+    def _joiners_waiting(self, group: list[_Request], rows: _Rows, key: tuple) -> bool:
+        longest = max(len(r.reply) + len(ids) for r, ids in zip(group, rows.ids, strict=True))
+        if longest > self.join_tokens or len(group) >= self.max_batch:
+            return False
+        with self._cv:
+            return any(r.settings.sampling_key() == key for r in self._pending)
 
 
 def is_degenerate(text: str, min_chars: int = 2, max_repeat_frac: float = 0.5) -> bool:

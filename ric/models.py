@@ -331,7 +331,8 @@ def load_engine(
     """(engine, torch model or None, tokenizer) for a base model and optional RiC adapter."""
     chosen = backend
     if backend == "auto":
-        chosen = os.environ.get("RIC_BACKEND") or default_backend()
+        env = os.environ.get("RIC_BACKEND", "auto")
+        chosen = default_backend() if env in ("", "auto") else env
     if chosen not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {chosen!r}")
     try:

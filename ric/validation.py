@@ -24,9 +24,13 @@ import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ric.image.data import subject_index
 from ric.mapping import METHODS
 
 MAX_SEED = 2**32 - 1  # numpy and torch seeds are 32-bit
+# An image prompt is a caption, not a chat message: what the Image tab's box holds, and what
+# SteerableImageModel.user_prompt allows.
+MAX_IMAGE_PROMPT_CHARS = 200
 
 # Short, safe echoes of what was sent: a list nested 50,000 deep must not blow up repr().
 _echo = reprlib.Repr()
@@ -130,6 +134,25 @@ def check_weights(value, n: int) -> list[float]:
     return [w / total for w in scaled]
 
 
+def check_image_prompt(
+    value, subjects: Sequence[str] = (), max_chars: int = MAX_IMAGE_PROMPT_CHARS
+) -> str:
+    """An image prompt, stripped: text of at most `max_chars`; None or "" (the model's default:
+    its first subject, or no caption). A prompted model (`subjects`) draws only its subjects,
+    so a prompt must name one (by name or alias, as ric.image.data.subject_index reads it):
+    any other would be drawn as a subject the caller did not ask for."""
+    text = check_text("" if value is None else value, "prompt").strip()
+    if len(text) > max_chars:
+        raise InputError("prompt", f"must be at most {max_chars} characters, got {len(text)}")
+    if text and subjects and subject_index(text, subjects) is None:
+        raise InputError(
+            "prompt",
+            f"must name one of this model's subjects ({', '.join(subjects)}) or be empty: "
+            f"{show(text)} names none of them",
+        )
+    return text
+
+
 def check_arguments(params: Sequence[str], args: Sequence) -> None:
     """All of `params` given: a raw HTTP call may send fewer values than the endpoint takes."""
     if len(args) < len(params):
@@ -143,11 +166,13 @@ def check_arguments(params: Sequence[str], args: Sequence) -> None:
 
 @dataclass(frozen=True)
 class Limits:
-    """What a loaded app allows: one weight per reward, its max reply and image counts."""
+    """What a loaded app allows: one weight per reward, its max reply and image counts, and
+    the subjects an image prompt may name (none: any caption)."""
 
     n_rewards: int
     max_new_tokens: int = 4096
     max_images: int = 8
+    subjects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +196,7 @@ class ImageRequest:
     method: str | None
     n: int
     seed: int
+    prompt: str
 
 
 def generate_request(
@@ -191,21 +217,24 @@ def map_request(weights, method, limits: Limits) -> MapRequest:
     return MapRequest(check_weights(weights, limits.n_rewards), check_method(method))
 
 
-def image_request(weights, method, n, seed, limits: Limits) -> ImageRequest:
-    """/generate_image (weights, method, n, seed); no seed means seed 0."""
+def image_request(weights, method, n, seed, prompt, limits: Limits) -> ImageRequest:
+    """/generate_image (weights, method, n, seed, prompt); no seed means seed 0, an empty
+    prompt the model's default."""
     return ImageRequest(
         check_weights(weights, limits.n_rewards),
         check_method(method),
         check_whole(n, "n (number of images)", 1, limits.max_images),
         check_seed(seed, default=0),
+        check_image_prompt(prompt, limits.subjects),
     )
 
 
-# Endpoint -> (its parameters in order, its check): what app.py serves, for check_call.
+# Endpoint -> (its parameters in order, its check): what the app serves (ric/app/text.py,
+# ric/app/image.py), for check_call and ApiBlocks.
 ENDPOINTS = {
     "generate": (("prompt", "weights", "method", "max_new_tokens", "seed"), generate_request),
     "map_preferences": (("weights", "method"), map_request),
-    "generate_image": (("weights", "method", "n", "seed"), image_request),
+    "generate_image": (("weights", "method", "n", "seed", "prompt"), image_request),
 }
 
 

@@ -211,11 +211,14 @@ def test_raw_http_image_errors_name_the_field(tmp_path, steer):
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         for body, field in [
-            ('[[0.5, 0.5], "ric", 1.5, 0]', "n (number of images) must be a whole number"),
-            ('[[0.5, 0.5], "ric", "4", 0]', "got the text '4'"),
-            ('[[0.5, 0.5], "ric", NaN, 0]', "n (number of images) must"),
-            ('[[0.5, 0.5], "ric", 2, 4294967296]', "seed must be a whole number"),
-            ('[[1e308, 1e308], "ric"]', "n, seed are missing"),
+            ('[[0.5, 0.5], "ric", 1.5, 0, ""]', "n (number of images) must be a whole number"),
+            ('[[0.5, 0.5], "ric", "4", 0, ""]', "got the text '4'"),
+            ('[[0.5, 0.5], "ric", NaN, 0, ""]', "n (number of images) must"),
+            ('[[0.5, 0.5], "ric", 2, 4294967296, ""]', "seed must be a whole number"),
+            ('[[1e308, 1e308], "ric"]', "n, seed, prompt are missing"),
+            ('[[0.5, 0.5], "ric", 2, 0]', "prompt is missing"),
+            ('[[0.5, 0.5], "ric", 2, 0, "cat\\ud800"]', "prompt holds an invalid character"),
+            ('[[0.5, 0.5], "ric", 2, 0, "a dog"]', "prompt must name one of this model's"),
         ]:
             assert field in raw_call(client, "generate_image", f'{{"data": {body}}}'), body
         _, desired, achieved = client.predict([1e308, 1e308], "ric", 2, api_name="/generate_image")

@@ -2,6 +2,7 @@
 sampling steps), driven through gradio_client like any user script; the UI callbacks are also
 called directly, as the browser would."""
 
+import inspect
 import json
 import shutil
 
@@ -12,8 +13,10 @@ from image_helpers import SUBJECTS, tiny_recipe
 from PIL import Image
 from test_app import free_port, load_app_module
 
+import ric.app.image as app_image
 from ric.image.sampling import SteerableImageModel
 from ric.image.training import train_image_model
+from ric.validation import ENDPOINTS
 
 app = load_app_module()
 NAMES = ["compliance", "aesthetic_composite"]
@@ -79,8 +82,16 @@ def callback(demo, name):
 def test_api_lists_generate_image(client):
     info = client.view_api(print_info=False, return_format="dict")
     assert set(info["named_endpoints"]) == {"/generate", "/map_preferences", "/generate_image"}
-    params = [p["parameter_name"] for p in info["named_endpoints"]["/generate_image"]["parameters"]]
-    assert params == ["weights", "method", "n", "seed"]
+    params = info["named_endpoints"]["/generate_image"]["parameters"]
+    assert [p["parameter_name"] for p in params] == ["weights", "method", "n", "seed", "prompt"]
+    # gradio_client may leave the prompt out: it sends "", the model's default.
+    assert params[-1]["parameter_has_default"] and params[-1]["parameter_default"] == ""
+
+
+def test_generate_image_parameters_match_the_validator(demo):
+    fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name in ENDPOINTS}
+    params = tuple(inspect.signature(fns["generate_image"]).parameters)
+    assert params == ENDPOINTS["generate_image"][0]
 
 
 def test_generate_image(client, image):
@@ -111,6 +122,20 @@ def test_generate_image_defaults_and_json_weights(client, image):
     assert np.asarray(achieved) == pytest.approx(direct)
 
 
+def test_generate_image_with_a_prompt(client, image):
+    gallery, _, achieved = client.predict(
+        [0.5, 0.5], "quantile", 2, 3, " a full moon ", api_name="/generate_image"
+    )
+    images, _, direct = image.generate([0.5, 0.5], n=2, seed=3, method="quantile", prompt="moon")
+    assert np.asarray(achieved) == pytest.approx(direct)
+    with Image.open(gallery[1]["image"]) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), np.asarray(images[1]))
+    # An empty prompt is the model's default, like no prompt at all.
+    _, _, default = client.predict([0.5, 0.5], "quantile", 2, 3, "", api_name="/generate_image")
+    _, _, direct = image.generate([0.5, 0.5], n=2, seed=3, method="quantile", prompt="cat")
+    assert np.asarray(default) == pytest.approx(direct)
+
+
 @pytest.mark.parametrize(
     "weights, kwargs, message",
     [
@@ -122,6 +147,15 @@ def test_generate_image_defaults_and_json_weights(client, image):
         ([0.5, 0.5], {"n": 0}, r"n \(number of images\) must be a whole number in \[1, 8\]"),
         ([0.5, 0.5], {"n": 9}, r"in \[1, 8\]"),
         ([0.5, 0.5], {"seed": -1}, "seed must be"),
+        (
+            [0.5, 0.5],
+            {"prompt": "a dog"},
+            r"prompt must name one of this model's subjects \(cat, moon\) or be empty: the "
+            "text 'a dog' names none of them",
+        ),
+        ([0.5, 0.5], {"prompt": "cat " * 60}, "prompt must be at most 200 characters, got 239"),
+        ([0.5, 0.5], {"prompt": 5}, "prompt must be text, got int 5"),
+        ([0.5, 0.5], {"prompt": ["cat"]}, "prompt must be text, got list"),
     ],
 )
 def test_generate_image_bad_input_is_a_clear_error(client, weights, kwargs, message):
@@ -172,7 +206,10 @@ def test_generate_images_bad_input_is_a_gr_error(demo):
     generate = callback(demo, "generate_images")
     with pytest.raises(gr.Error, match="all zero"):
         generate(0.0, 0.0, "quantile", 2, 0, "cat", [])
-    with pytest.raises(gr.Error, match="names none of this model's subjects: cat, moon"):
+    # The prompt box and /generate_image share the check (ric.validation.check_image_prompt).
+    with pytest.raises(
+        gr.Error, match=r"prompt must name one of this model's subjects \(cat, moon"
+    ):
         generate(0.5, 0.5, "quantile", 2, 0, "a dog", [])
     with pytest.raises(gr.Error, match="at most 200"):
         generate(0.5, 0.5, "quantile", 2, 0, "cat " * 60, [])
@@ -204,35 +241,35 @@ def test_placeholder_without_image_model(steer_text):
 
 
 def test_load_image_model(image_dir, tmp_path):
-    model, label = app.load_image_model(image_dir)
+    model, label = app_image.load_image_model(image_dir)
     assert model.reward_names == NAMES and str(image_dir) in label
-    none, note = app.load_image_model(tmp_path / "missing")
+    none, note = app_image.load_image_model(tmp_path / "missing")
     assert none is None and "does not exist" in note
     (tmp_path / "broken").mkdir()
-    none, note = app.load_image_model(tmp_path / "broken")
+    none, note = app_image.load_image_model(tmp_path / "broken")
     assert none is None and "Cannot load the image model" in note and "cpu_image.yaml" in note
 
 
 def test_check_image_request():
-    assert app.check_image_request(3.0, None) == (3, 0)
+    assert app_image.check_image_request(3.0, None) == (3, 0)
     for n, seed in [(2.5, 0), (True, 0), ("4", 0), (1, 2**32)]:
         with pytest.raises(ValueError, match="whole number"):
-            app.check_image_request(n, seed)
+            app_image.check_image_request(n, seed)
 
 
 def test_image_setup_defaults_to_the_shipped_model_and_fronts(image_dir, tmp_path, monkeypatch):
     shipped = tmp_path / "assets" / "image"
-    monkeypatch.setattr(app, "DEFAULT_IMAGE_MODEL", shipped / "model")
-    monkeypatch.setattr(app, "IMAGE_FRONT", shipped / "front.json")
-    monkeypatch.setattr(app, "IMAGE_BASE_FRONT", shipped / "base_front.json")
-    image, note, fronts = app.image_setup(None)
+    monkeypatch.setattr(app_image, "DEFAULT_IMAGE_MODEL", shipped / "model")
+    monkeypatch.setattr(app_image, "IMAGE_FRONT", shipped / "front.json")
+    monkeypatch.setattr(app_image, "IMAGE_BASE_FRONT", shipped / "base_front.json")
+    image, note, fronts = app_image.image_setup(None)
     assert image is None and "has not been trained and shipped yet" in note and fronts == []
 
     shutil.copytree(image_dir, shipped / "model")
     (shipped / "front.json").write_text(json.dumps(image_front()))
-    image, label, fronts = app.image_setup(None)
+    image, label, fronts = app_image.image_setup(None)
     assert image.reward_names == NAMES and "assets/image/model" in label
     assert [f["label"] for f in fronts] == ["RiC (image)"]  # base_front.json is absent
     # Another folder: its own model, without the shipped model's fronts.
-    image, label, fronts = app.image_setup(str(image_dir))
+    image, label, fronts = app_image.image_setup(str(image_dir))
     assert image is not None and str(image_dir) in label and fronts == []

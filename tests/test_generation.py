@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 import torch
@@ -127,6 +128,51 @@ def test_batcher_serves_concurrent_requests_together(onnx_engine):
         del onnx_engine.stream_batch
     assert results == expected
     assert batch_sizes == [4]
+
+
+@pytest.mark.parametrize("engine_kind", ["onnx", "transformers"])
+def test_batcher_late_joiner_restarts_a_young_batch(engine_kind, onnx_engine, tiny_adapter_dir):
+    """A request arriving while a batch is young joins it: the running row continues from its
+    prompt plus the tokens it has, and every greedy reply is what it would be alone."""
+    if engine_kind == "onnx":
+        engine = onnx_engine
+    else:
+        engine = TransformersEngine(*load_model(adapter=str(tiny_adapter_dir), merge=True))
+    long = GenerationSettings(max_new_tokens=40, do_sample=False)
+    alone = {p: engine.complete([p], long, progress=False)[0].text for p in PROMPTS[:2]}
+    # The tiny model decodes 40 tokens before a thread can start: slow each step down.
+    real = engine.stream_batch
+
+    def slow(*a, **k):
+        for rows in real(*a, **k):
+            time.sleep(0.02)
+            yield rows
+
+    if engine_kind == "onnx":
+        engine.stream_batch = slow
+    else:
+        engine.model.register_forward_pre_hook(lambda *_: time.sleep(0.02))
+    batcher = Batcher(engine, window_s=0.01, join_tokens=30)
+    first_tokens = threading.Event()
+    results = {}
+
+    def user(prompt, signal=None):
+        for text in batcher.stream(prompt, long):
+            if signal is not None and text:
+                signal.set()
+        results[prompt] = text
+
+    a = threading.Thread(target=user, args=(PROMPTS[0], first_tokens))
+    a.start()
+    assert first_tokens.wait(timeout=60)
+    b = threading.Thread(target=user, args=(PROMPTS[1],))
+    b.start()
+    a.join(timeout=60), b.join(timeout=60)
+    if engine_kind == "onnx":
+        del engine.stream_batch
+    assert results == alone
+    assert batcher.batches[0] == 1 and 2 in batcher.batches  # restarted with the joiner
+    assert batcher.position() == 0
 
 
 def test_load_model_dtype_and_errors(tiny_model_dir):

@@ -41,3 +41,20 @@ def test_adapter_without_safetensors_is_refused(tiny_adapter_dir, tmp_path):
         load_adapter_meta(folder)
     model, _ = load_model(adapter=str(tiny_adapter_dir))  # the safetensors original loads
     assert any("lora_" in name for name, _ in model.named_parameters())
+
+
+def test_backend_env_auto_means_the_default(monkeypatch):
+    from ric import models
+
+    picked = []
+    monkeypatch.setattr(
+        models, "BACKENDS", {n: (lambda n=n: lambda *a: picked.append(n))() for n in models.BACKENDS}
+    )
+    monkeypatch.setenv("RIC_BACKEND", "auto")
+    models.load_engine("auto")
+    monkeypatch.setenv("RIC_BACKEND", "transformers")
+    models.load_engine("auto")
+    monkeypatch.setenv("RIC_BACKEND", "nope")
+    with pytest.raises(ValueError, match="backend must be"):
+        models.load_engine("auto")
+    assert picked == [models.default_backend(), "transformers"]

@@ -16,6 +16,7 @@ from ric.validation import (
     InputError,
     Limits,
     check_call,
+    check_image_prompt,
     check_seed,
     check_text,
     check_weights,
@@ -23,7 +24,8 @@ from ric.validation import (
 )
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "bad_api_inputs.json").read_text())
-LIMITS = Limits(n_rewards=2, max_new_tokens=512, max_images=8)
+# A prompted image model's subjects: the corpus's "a dog" names none of them.
+LIMITS = Limits(n_rewards=2, max_new_tokens=512, max_images=8, subjects=("cat", "moon"))
 
 
 def nested(depth: int) -> list:
@@ -42,12 +44,12 @@ def expand(value):
 
 
 def test_corpus_covers_every_endpoint_and_field():
-    assert len(CORPUS) >= 84
+    assert len(CORPUS) >= 92
     fields = {(row["endpoint"], row["field"]) for row in CORPUS}
     assert fields >= {
         ("generate", f) for f in ("prompt", "weights", "method", "max_new_tokens", "seed")
     }
-    assert fields >= {("generate_image", f) for f in ("weights", "method", "n", "seed")}
+    assert fields >= {("generate_image", f) for f in ("weights", "method", "n", "seed", "prompt")}
     assert fields >= {("map_preferences", f) for f in ("weights", "method")}
 
 
@@ -71,8 +73,10 @@ def test_good_input_passes_unchanged():
     assert req.seed == MAX_SEED
     req = check_call("generate", ["hi", "[0.3, 0.7]", "", 1, None], LIMITS)
     assert req.weights == pytest.approx([0.3, 0.7]) and req.method is None and req.seed is None
-    req = check_call("generate_image", [(2, 2), None, 8, None], LIMITS)
-    assert (req.weights, req.method, req.n, req.seed) == ([0.5, 0.5], None, 8, 0)
+    req = check_call("generate_image", [(2, 2), None, 8, None, None], LIMITS)
+    assert (req.weights, req.method, req.n, req.seed, req.prompt) == ([0.5, 0.5], None, 8, 0, "")
+    req = check_call("generate_image", [[1, 1], "l2", 1, 0, "  a photo of a Kitten "], LIMITS)
+    assert req.prompt == "a photo of a Kitten"  # stripped, else unchanged: "kitten" is the cat
     assert check_call("map_preferences", [[0, 7], "quantile"], LIMITS).weights == [0.0, 1.0]
 
 
@@ -101,3 +105,22 @@ def test_messages_say_what_is_allowed():
         check_weights(["0.5", "0.5"], 2)
     with pytest.raises(InputError, match="seed is missing.*takes 5 values"):
         check_call("generate", ["hi", [1, 1], "ric", 4], LIMITS)
+
+
+def test_image_prompt():
+    assert check_image_prompt(None, ("cat", "moon")) == ""  # the model's default
+    assert check_image_prompt(" the moon at night ", ("cat", "moon")) == "the moon at night"
+    assert check_image_prompt("a dog", ()) == "a dog"  # an unprompted model takes any caption
+    with pytest.raises(
+        InputError,
+        match=r"prompt must name one of this model's subjects \(cat, moon\) or be "
+        r"empty: the text 'a dog' names none of them",
+    ):
+        check_image_prompt("a dog", ("cat", "moon"))
+    with pytest.raises(InputError, match="prompt must be at most 200 characters, got 201"):
+        check_image_prompt("x" * 201)
+    assert check_image_prompt(" " * 10 + "x" * 200 + " ") == "x" * 200  # counted once stripped
+    with pytest.raises(InputError, match="prompt must be text, got list"):
+        check_image_prompt(["cat"], ("cat",))
+    with pytest.raises(InputError, match="prompt is missing.*takes 5 values"):
+        check_call("generate_image", [[1, 1], "ric", 2, 0], LIMITS)
