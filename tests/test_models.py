@@ -47,9 +47,11 @@ def test_backend_env_auto_means_the_default(monkeypatch):
     from ric import models
 
     picked = []
-    monkeypatch.setattr(
-        models, "BACKENDS", {n: (lambda n=n: lambda *a: picked.append(n))() for n in models.BACKENDS}
-    )
+
+    def loader(name):
+        return lambda *_: picked.append(name)
+
+    monkeypatch.setattr(models, "BACKENDS", {n: loader(n) for n in models.BACKENDS})
     monkeypatch.setenv("RIC_BACKEND", "auto")
     models.load_engine("auto")
     monkeypatch.setenv("RIC_BACKEND", "transformers")
