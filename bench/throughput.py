@@ -8,6 +8,8 @@ Every backend is measured in the same run, interleaved (backend A, B, A, B, ... 
 rounds, medians reported), so a busy machine slows them alike. For each backend:
 - decode_tok_s: one prompt, greedy, (n - 1) / (time of token n - time of token 1);
 - first_token_ms: from the call to the first generated token (prompt processing included);
+- prefill_tok_s: a batch of --batch-size prompts read at once (the first step), prompt tokens
+  per second: what re-reading costs when the app's batcher restarts a batch;
 - batched_tok_s: --n prompts sampled in batches of --batch-size, generated tokens per second
   (--batched-repeats interleaved rounds, median);
 - pipeline_responses_s: the same plus scoring by the data rewards (train/prepare_dataset.py's
@@ -114,6 +116,16 @@ def decode_once(engine: Engine, prompt: str, tokens: int) -> tuple[float, float,
     return stamps[0] - t0, rate, n
 
 
+def prefill_rate(engine: Engine, inputs: list[str]) -> float:
+    """Prompt tokens per second of one batched first step (one token generated)."""
+    ids = [engine.tokenizer(p, add_special_tokens=False).input_ids for p in inputs]
+    one = GenerationSettings(max_new_tokens=1, do_sample=False)
+    t0 = time.perf_counter()
+    for _ in engine.stream_batch(ids, one):
+        break
+    return sum(map(len, ids)) / (time.perf_counter() - t0)
+
+
 def batched_run(engine, inputs, prompts, rewards, settings, batch_size) -> dict:
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -136,14 +148,15 @@ def table(t: dict) -> list[str]:
         f"{t['max_new_tokens']} new tokens. `{t['command']}`",
         "",
         "| backend | batch-1 decode tok/s | % of its bandwidth bound | first token ms "
-        "| batched tok/s | generate + score responses/s |",
-        "|---|---|---|---|---|---|",
+        "| prefill tok/s | batched tok/s | generate + score responses/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in t["backends"].items():
         lines.append(
             f"| {name} | {r['decode_tok_s']:.1f} | {100 * r['bound_fraction']:.0f}% of "
             f"{r['bound_tok_s']:.0f} ({r['bytes_per_token'] / 1e6:.0f} MB/token) | "
-            f"{r['first_token_ms']:.0f} | {r['batched_tok_s']:.0f} | "
+            f"{r['first_token_ms']:.0f} | {r.get('prefill_tok_s', float('nan')):.0f} | "
+            f"{r['batched_tok_s']:.0f} | "
             f"{r['pipeline_responses_s']:.2f} |"
         )
     return lines
@@ -271,9 +284,11 @@ def main(argv=None):
         decode_once(engine, long_input, 4)
 
     rounds = {name: [] for name in engines}
+    prefill = {name: [] for name in engines}
     for _ in range(args.repeats):
         for name, engine in engines.items():
             rounds[name].append(decode_once(engine, long_input, args.decode_tokens))
+            prefill[name].append(prefill_rate(engine, inputs[: args.batch_size]))
     # Interleaved like decode: one batched run of each engine per round, medians reported.
     runs = {name: [] for name in engines}
     for _ in range(args.batched_repeats):
@@ -296,6 +311,7 @@ def main(argv=None):
             "decode_tok_s": rate,
             "decode_tokens": statistics.median(r[2] for r in rounds[name]),
             "first_token_ms": 1000 * statistics.median(r[0] for r in rounds[name]),
+            "prefill_tok_s": statistics.median(prefill[name]),
             "bytes_per_token": nbytes,
             "bound_tok_s": bandwidth * 1e9 / nbytes,
             "bound_fraction": rate / (bandwidth * 1e9 / nbytes),

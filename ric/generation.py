@@ -81,12 +81,6 @@ class Completion:
     finished: bool
 
 
-def _check_prompts(prompts: Sequence[str]) -> list[str]:
-    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-        raise ValueError("prompts must be a list of str")
-    return list(prompts)
-
-
 def _encode(tokenizer, prompts: Sequence) -> list[list[int]]:
     """Token ids of each prompt: a str is tokenized, a list of ids (a prompt plus the reply so
     far, when the Batcher restarts a batch) is taken as it is."""
@@ -170,13 +164,17 @@ class Engine:
         progress: bool = True,
         desc: str = "generating",
     ) -> list[Completion]:
-        """Batched generation, shortest prompts first so batches waste little on padding."""
-        prompts = _check_prompts(prompts)
+        """Batched generation, shortest prompts first so batches waste little on padding.
+
+        A batch runs until its longest reply ends. Refilling the rows of replies that ended
+        with waiting prompts (restarting the batch from each unfinished row's prompt plus its
+        tokens) was tried and was slower here: onnxruntime-genai re-reads those tokens at a
+        fraction of its decoding rate."""
         settings = settings or GenerationSettings()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+        encoded = _encode(self.tokenizer, prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[Completion | None] = [None] * len(prompts)
         bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
         for k, start in enumerate(range(0, len(order), batch_size)):
@@ -184,7 +182,7 @@ class Engine:
             # One seed per batch, derived from the caller's: a resumed job that redoes batch k
             # draws the same samples as the first attempt did.
             batch_seed = None if seed is None else seed * 100_003 + k
-            *_, rows = self.stream_batch([prompts[i] for i in idx], settings, seed=batch_seed)
+            *_, rows = self.stream_batch([encoded[i] for i in idx], settings, seed=batch_seed)
             for i, c in zip(idx, rows.completions(), strict=True):
                 out[i] = c
             bar.update(len(idx))
@@ -489,16 +487,24 @@ class Batcher:
     Late joiners: users who "click together" reach the server spread over a second or more
     (bench/load.py saw 16 arrive as batches of 2, 2 and 12). While the running batch is young
     (its longest reply at most `join_tokens` tokens), a request with the same sampling settings
-    restarts it: every running row continues from its prompt plus the tokens it already has
-    (re-read in one prefill, cheap next to decoding), beside the newcomers. Only the replies'
+    restarts it: every running row continues from its prompt plus the tokens it already has,
+    re-read in one prefill, beside the newcomers. Re-reading is not free (onnxruntime-genai
+    reads prompts only about twice as fast as it decodes a full batch: bench/throughput.py's
+    prefill_tok_s), so a batch restarts only while it would re-read at most `join_reread`
+    tokens. Only the replies'
     randomness changes; greedy replies stay token for token the same (tests).
     """
 
     def __init__(
-        self, engine: Engine, max_batch: int = 16, window_s: float = 0.03, join_tokens: int = 16
+        self,
+        engine: Engine,
+        max_batch: int = 16,
+        window_s: float = 0.03,
+        join_tokens: int = 16,
+        join_reread: int = 512,
     ):
         self.engine, self.max_batch, self.window_s = engine, max_batch, window_s
-        self.join_tokens = join_tokens
+        self.join_tokens, self.join_reread = join_tokens, join_reread
         self._pending: list[_Request] = []
         self._cv = threading.Condition()
         self._busy = 0
@@ -613,8 +619,10 @@ class Batcher:
         r.out.put(message)
 
     def _joiners_waiting(self, group: list[_Request], rows: _Rows, key: tuple) -> bool:
-        longest = max(len(r.reply) + len(ids) for r, ids in zip(group, rows.ids, strict=True))
-        if longest > self.join_tokens or len(group) >= self.max_batch:
+        pairs = list(zip(group, rows.ids, strict=True))
+        longest = max(len(r.reply) + len(ids) for r, ids in pairs)
+        reread = sum(len(r.ids) + len(r.reply) + len(ids) for r, ids in pairs if not r.ended)
+        if longest > self.join_tokens or reread > self.join_reread or len(group) >= self.max_batch:
             return False
         with self._cv:
             return any(r.settings.sampling_key() == key for r in self._pending)

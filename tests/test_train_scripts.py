@@ -497,6 +497,21 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
         "cpu_seconds": 1,
     }
     write_json(runs / "eval_online" / "front.json", front)
+    from ric.artifacts import write_jsonl
+
+    write_jsonl(
+        runs / "eval_online" / "samples.jsonl",
+        [
+            {
+                "weights": [w, 1 - w],
+                "prompt": q,
+                "response": f"{q} reply at {w}",
+                "achieved": [w, 0],
+            }
+            for w in (0.0, 0.5, 1.0)
+            for q in ("first?", "second?", "third?")
+        ],
+    )
     out = tmp_path / "docs" / "TRAINING.md"
     _load_script("report").main(
         [
@@ -512,9 +527,13 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
             str(out),
             "--image",
             "",
+            "--examples",
+            "online=2",
         ]
     )
     text = out.read_text()
+    assert "## Example replies (RiC)" in text and "third?" not in text
+    assert "- w = (1.0, 0.0), achieved (1.00, 0.00): second? reply at 1.0" in text
     assert '"Answer in detail."' in text and "90% of 1600 samples ended by themselves" in text
     assert "| online | [0.0, 1.0] | 0.500 | 10% | 5% | 0% | 90% | 0.60 |" in text
     assert "## Quality guards" in capsys.readouterr().out

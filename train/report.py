@@ -166,6 +166,11 @@ def main(argv=None):
         "--plot", default="", help="comma-separated --fronts keys to plot (default: all)"
     )
     p.add_argument("--calibration", default="", help="a train/calibrate.py output folder to report")
+    p.add_argument(
+        "--examples",
+        default="",
+        help="KEY=N,...: the first N prompts' replies of front KEY at three weights",
+    )
     p.add_argument("--out", default="docs/TRAINING.md")
     p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
     p.add_argument(
@@ -399,12 +404,48 @@ def main(argv=None):
         guards = guards_section(fronts)
         lines += guards
         print("\n".join(guards))
+        folders = dict(item.split("=") for item in args.fronts.split(","))
+        for item in filter(None, args.examples.split(",")):
+            key, n = item.split("=")
+            if key in fronts:
+                lines += examples_section(Path(folders[key]), int(n), fronts[key]["label"])
         keys = [k for k in args.plot.split(",") if k in fronts] or list(fronts)
         save_front_figures([fronts[k] for k in keys], out.parent / "training_front")
     if args.image and (Path(args.image) / "front.json").exists():
         lines += image_section(Path(args.image), out.parent)
     atomic_write_text(out, "\n".join(lines) + "\n")
     print(f"written {out}")
+
+
+def examples_section(folder: Path, n: int, label: str) -> list[str]:
+    """The first n prompts' replies at both ends and the middle of the sweep, copied from the
+    evaluation's samples.jsonl as generated (no choosing): what a user sees as the slider moves."""
+    from ric.artifacts import read_jsonl
+
+    rows = read_jsonl(folder / "samples.jsonl")
+    sweep = sorted({tuple(r["weights"]) for r in rows if r["weights"]}, key=lambda w: w[0])
+    if not sweep or n <= 0:
+        return []
+    picks = [sweep[0], sweep[len(sweep) // 2], sweep[-1]]
+    prompts = list(dict.fromkeys(r["prompt"] for r in rows))[:n]
+    lines = [
+        f"## Example replies ({label})",
+        "",
+        f"The first {len(prompts)} prompts of `{folder}/samples.jsonl`, each at three preference "
+        "weights, exactly as sampled (one sample each, not selected).",
+        "",
+    ]
+    for prompt in prompts:
+        lines += [f"**{prompt}**", ""]
+        for w in picks:
+            r = next(r for r in rows if r["prompt"] == prompt and tuple(r["weights"]) == w)
+            text = " ".join(r["response"].split())
+            text = text if len(text) <= 600 else text[:600] + " [...]"
+            ach = ", ".join(f"{x:.2f}" for x in r["achieved"])
+            wt = ", ".join(f"{x:.1f}" for x in w)
+            lines.append(f"- w = ({wt}), achieved ({ach}): {text}")
+        lines.append("")
+    return lines
 
 
 def _image_eval_command(settings: dict) -> str:
