@@ -69,6 +69,9 @@ class SFTRecipe:
     save_steps: int = field(100, "checkpoint every N steps (resume from the latest)")
     logging_steps: int = field(10, "log every N steps")
     bf16: bool = field(False, "bf16 autocast (CPUs with avx512_bf16, or GPUs)")
+    group_by_length: bool = field(
+        False, "batch answers of similar length together (less padding computed)"
+    )
     load_in_8bit: bool = field(False, "8-bit base weights (bitsandbytes, GPU only; paper runs)")
     gradient_checkpointing: bool = field(False, "trade compute for memory (large models)")
     seed: int = field(0, "random seed")
@@ -351,6 +354,7 @@ def train_sft(
         save_total_limit=2,
         logging_steps=recipe.logging_steps,
         bf16=recipe.bf16,
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
         gradient_checkpointing=recipe.gradient_checkpointing,
         completion_only_loss=True,
         use_cpu=not torch.cuda.is_available(),

@@ -62,6 +62,29 @@ def test_sft_trains_lora_only(tmp_path, model_dir, data_dir):
     assert not list(tmp_path.rglob(".*.tmp"))
 
 
+def test_cpu_recipe_batches_by_length_in_bf16(tmp_path, model_dir, data_dir, monkeypatch):
+    """The CPU recipe's speed settings reach the trainer: answers batched by length (the
+    trainer's length-grouped sampler), bf16 autocast; and it still trains."""
+    import transformers.trainer as trainer_module
+
+    used = []
+    real = trainer_module.LengthGroupedSampler
+
+    def spy(*a, **k):
+        used.append(k.get("lengths"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer_module, "LengthGroupedSampler", spy)
+    recipe = sft_recipe(tmp_path / "sft", model_dir, data_dir, group_by_length=True, bf16=True)
+    train_sft(recipe)
+    assert len(used) == 1
+    assert json.loads((tmp_path / "sft" / "train_log.json").read_text())["steps"] == 2
+    import yaml
+
+    cpu = yaml.safe_load((ROOT / "train" / "recipes" / "cpu_sft.yaml").read_text())
+    assert cpu["group_by_length"] is True and cpu["bf16"] is True
+
+
 def test_sft_resumes_from_checkpoint(tmp_path, model_dir, data_dir, capfd):
     train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=2))
     train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=3))

@@ -2,7 +2,8 @@
 # Rebuild the embedded default text model from scratch, on the base model's own answers:
 # data -> objectives table -> SFT -> MORS -> mapping calibration -> fronts -> ship -> docs.
 # Every step resumes from its own checkpoints and a finished step is skipped: rerun the same
-# command after a kill, or in a later session. Run it in the background on one core:
+# command after a kill, or in a later session. Run it in the background, on one core while you
+# work beside it (OMP_NUM_THREADS=2: both cores, the SFT steps about twice as fast):
 #
 #   OMP_NUM_THREADS=1 nohup bash train/run_default.sh > runs/run_default.log 2>&1 &
 #
@@ -70,5 +71,6 @@ done_or runs/eval_base_unseen30/front.json $E --prompts assets/prompts/unseen30.
 step "9. docs/TRAINING.md"
 $PY train/report.py --data runs/data --stages runs/sft \
     --fronts base=runs/eval_base,offline=runs/eval_sft,online=runs/eval_online,unseen=runs/eval_unseen30,base_unseen=runs/eval_base_unseen30 \
-    --calibration runs/calibrate --plot base,offline,online --summary "$(cat docs/training_summary.md)"
+    --calibration runs/calibrate --plot base,offline,online --examples online=6 \
+    --summary "$(cat docs/training_summary.md)"
 step "done"
