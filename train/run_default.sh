@@ -46,19 +46,18 @@ done_or runs/calibrate/calibration.json $PY train/calibrate.py --adapter runs/on
 RQ=$($PY -c "import json; print(json.load(open('runs/calibrate/calibration.json'))['chosen']['range_quantiles'])")
 MAP=(--method l2 --range-quantiles "$RQ")
 
-step "6. fronts on the first 60 held-out prompts (11 points), and the base model"
+step "6. fronts on the first 60 held-out prompts (11 points): the base model and RiC + MORS"
 E="$PY train/evaluate.py"
 done_or runs/eval_base/front.json $E --adapter runs/sft/adapter --base true --out runs/eval_base
-done_or runs/eval_sft/front.json $E --adapter runs/sft/adapter "${MAP[@]}" \
-    --label "RiC offline" --out runs/eval_sft
 done_or runs/eval_online/front.json $E --adapter runs/online/adapter "${MAP[@]}" \
     --label "RiC + MORS" --out runs/eval_online
 
 step "7. ship runs/online/adapter as assets/text (mapping and range checked against its front)"
+# (the offline-only front, a comparison, joins it at the end of step 8)
+[ -f runs/shipped.done ] || rm -f assets/text/offline_front.json
 # shellcheck disable=SC2046  # LO HI pairs, one word each
 done_or runs/shipped.done $PY train/ship.py --adapter runs/online/adapter \
     --front runs/eval_online/front.json --base-front runs/eval_base/front.json \
-    --offline-front runs/eval_sft/front.json \
     --mapping l2 --range-quantiles $($PY -c "import numpy; print(*numpy.ravel($RQ))")
 touch runs/shipped.done
 
@@ -67,6 +66,10 @@ done_or runs/eval_unseen30/front.json $E --prompts assets/prompts/unseen30.txt -
     --label "shipped, unseen prompts" --out runs/eval_unseen30
 done_or runs/eval_base_unseen30/front.json $E --prompts assets/prompts/unseen30.txt --base true \
     --out runs/eval_base_unseen30
+# The offline-only model's front last: it is a comparison, not what ships.
+done_or runs/eval_sft/front.json $E --adapter runs/sft/adapter "${MAP[@]}" \
+    --label "RiC offline" --out runs/eval_sft
+cp runs/eval_sft/front.json assets/text/offline_front.json
 
 step "9. docs/TRAINING.md"
 $PY train/report.py --data runs/data --stages runs/sft \
