@@ -22,6 +22,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -491,8 +492,8 @@ class Batcher:
     re-read in one prefill, beside the newcomers. Re-reading is not free (onnxruntime-genai
     reads prompts only about twice as fast as it decodes a full batch: bench/throughput.py's
     prefill_tok_s), so a batch restarts only while it would re-read at most `join_reread`
-    tokens. Only the replies'
-    randomness changes; greedy replies stay token for token the same (tests).
+    tokens. Only the replies' randomness changes; greedy replies stay token for token the same
+    (tests).
     """
 
     def __init__(
@@ -508,7 +509,8 @@ class Batcher:
         self._pending: list[_Request] = []
         self._cv = threading.Condition()
         self._busy = 0
-        self.batches: list[int] = []  # sizes of the batches decoded (restarts included)
+        # sizes of the latest batches decoded (restarts included); bounded: the app runs for days
+        self.batches: deque[int] = deque(maxlen=256)
         threading.Thread(target=self._work, daemon=True, name="ric-batcher").start()
 
     def position(self) -> int:

@@ -406,7 +406,9 @@ def main(argv=None):
         print("\n".join(guards))
         folders = dict(item.split("=") for item in args.fronts.split(","))
         for item in filter(None, args.examples.split(",")):
-            key, n = item.split("=")
+            key, _, n = item.partition("=")
+            if not n.isdigit():
+                p.error(f"--examples takes KEY=N items (N a whole number), got {item!r}")
             if key in fronts:
                 lines += examples_section(Path(folders[key]), int(n), fronts[key]["label"])
         keys = [k for k in args.plot.split(",") if k in fronts] or list(fronts)
@@ -438,7 +440,9 @@ def examples_section(folder: Path, n: int, label: str) -> list[str]:
     for prompt in prompts:
         lines += [f"**{prompt}**", ""]
         for w in picks:
-            r = next(r for r in rows if r["prompt"] == prompt and tuple(r["weights"]) == w)
+            r = next((r for r in rows if r["prompt"] == prompt and tuple(r["weights"]) == w), None)
+            if r is None:  # a sweep point not evaluated yet (an interrupted run)
+                continue
             text = " ".join(r["response"].split())
             text = text if len(text) <= 600 else text[:600] + " [...]"
             ach = ", ".join(f"{x:.2f}" for x in r["achieved"])
