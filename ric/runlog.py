@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shlex
 import sys
 import threading
 import time
@@ -30,8 +31,9 @@ def cpu_seconds() -> float:
 
 
 def command_line() -> str:
-    """How this process was started, recorded in every log so a figure names its command."""
-    return " ".join(["python", *sys.argv])
+    """How this process was started, recorded in every log so a figure names its command
+    (quoted for a shell: `--label "RiC + MORS"` stays one argument)."""
+    return shlex.join(["python", *sys.argv])
 
 
 def set_threads_from_env() -> int:

@@ -48,6 +48,9 @@ def test_evaluate_front(embedded, tmp_path):
     assert -1 <= conflict["spearman"] <= 1 and "spearman_within_subject_mean" in conflict
     with Image.open(tmp_path / "ev" / "grid.png") as grid:
         assert grid.height == 3 * 96
+    # A prompted sweep also draws one row per subject at both ends and the middle.
+    with Image.open(tmp_path / "ev" / "subjects.png") as im:
+        assert im.height == 16 + len(SUBJECTS) * 64 and im.width == 90 + 3 * (4 * 64 + 8)
     # Resuming regenerates nothing.
     evaluate_image_front(cfg)
     assert len(read_jsonl(tmp_path / "ev" / "samples.jsonl")) == 12

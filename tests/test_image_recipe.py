@@ -40,7 +40,10 @@ def test_drop_masks_are_disjoint_with_their_rates():
 @pytest.mark.parametrize("name", ["cpu_image.yaml", "paper_sd15.yaml"])
 def test_shipped_recipes_parse(name):
     recipe = load_config(ImageRecipe, RECIPES / name)
-    assert recipe.cond_dropout == 0.1 and recipe.mapping == "quantile"
+    # The paper's SD recipe keeps the released quantile mapping; the embedded default ships
+    # with "typical" (docs/IMAGE.md: quantile's zero weight cost the images their subject).
+    assert recipe.cond_dropout == 0.1
+    assert recipe.mapping == ("quantile" if recipe.kind == "sd" else "typical")
     assert recipe.kind in BACKENDS
 
 

@@ -105,10 +105,14 @@ def test_report_image_section_reads_the_shipped_image_model(tmp_path):
     (folder / "base_front.json").unlink(missing_ok=True)
     text = "\n".join(report.image_section(folder, tmp_path / "docs"))
     assert f"| {front['hypervolume']:.3f} |" in text
-    assert "(null condition)" not in text and "../image/grid.png" in text
+    assert "(null condition)" not in text and "../image/subjects.png" in text
     train = json.loads((folder / "model" / "ric.json").read_text())["extra"]["train"]
     assert f"**{train['sample_timing']['seconds']:.2f} s**" in text
     assert text.count("\n| [") == len(front["points"])
+    # A prompted model: the share of images the classifier names, per weight.
+    w_end = front["per_subject"]
+    share = sum(p[-1]["named_rate"] for p in w_end.values()) / len(w_end)
+    assert "| [1.0, 0.0] |" in text and f" {share:.0%} |" in text
 
 
 def _load_script(name):
@@ -548,3 +552,31 @@ def test_run_default_names_only_existing_scripts_and_recipes():
     assert all((ROOT / p).exists() for p in paths), [p for p in paths if not (ROOT / p).exists()]
     res = subprocess.run(["bash", "-n", str(ROOT / "train" / "run_default.sh")], check=False)
     assert res.returncode == 0
+
+
+def test_ship_image_keeps_the_sampling_its_front_was_measured_with(tmp_path):
+    import shutil
+
+    ship = _load_script("ship")
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "assets" / "image" / "model", model)
+    meta = json.loads((model / "ric.json").read_text())
+    meta["extra"].pop("reward_guidance_scale", None)
+    meta["extra"]["guidance_scale"] = 3.0
+    (model / "ric.json").write_text(json.dumps(meta))
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    front = json.loads((ROOT / "assets" / "image" / "front.json").read_text())
+    front["settings"] = {"method": "typical", "guidance_scale": 7.5, "reward_guidance_scale": 2.0}
+    (ev / "front.json").write_text(json.dumps(front))
+    for name in ("grid.png", "subjects.png"):
+        (ev / name).write_bytes(b"png")
+    base = ROOT / "assets" / "image" / "base_front.json"
+    argv = ["--image", str(model), "--front", str(ev / "front.json"), "--base-front", str(base)]
+    with pytest.raises(SystemExit, match="mapping 'typical', not 'l2'"):
+        ship.main([*argv, "--mapping", "l2", "--dest", str(tmp_path / "out")])
+    ship.main([*argv, "--mapping", "typical", "--dest", str(tmp_path / "out")])
+    shipped = RicMeta.load(tmp_path / "out" / "model")
+    assert shipped.mapping == "typical"
+    assert shipped.extra["guidance_scale"] == 7.5 and shipped.extra["reward_guidance_scale"] == 2.0
+    assert (tmp_path / "out" / "subjects.png").read_bytes() == b"png"

@@ -11,7 +11,8 @@ subject for a prompted model (the same seed per subject for every weight). Write
 DIR/front.json (the text evaluator's layout, through ric.evaluation.write_front: reward_names,
 reference_point, hypervolume, points with weights/desired/achieved, controllability; plus
 per_subject and reward_conflict_generated for a prompted model), DIR/samples.jsonl,
-DIR/images/, DIR/grid.png (a row of samples per weight) and DIR/front.html/png. Rerun the same
+DIR/images/, DIR/grid.png (a row of samples per weight), DIR/subjects.png (a prompted model: a
+row per subject at both ends and the middle of the sweep) and DIR/front.html/png. Rerun the same
 command to resume an interrupted sweep.
 """
 

@@ -11,6 +11,7 @@ and prints the guards table.
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -462,12 +463,14 @@ def _image_eval_command(settings: dict) -> str:
         if hasattr(default, key) and value != getattr(default, key) and key != "label":
             text = str(value).lower() if isinstance(value, bool) else value
             text = f'"{value}"' if isinstance(value, list) else text
+            text = shlex.quote(text) if isinstance(text, str) else text
             flags.append(f"--{key.replace('_', '-')} {text}")
     return " ".join(["python train/evaluate_images.py", *flags])
 
 
 def image_section(folder: Path, docs: Path) -> list[str]:
-    """The embedded image model: training cost, front vs the unconditioned point, the grid."""
+    """The embedded image model: training cost, front vs the caption-only point, the grid
+    (docs/IMAGE.md holds the whole story)."""
     meta = read_json(folder / "model" / "ric.json")
     train = meta["extra"]["train"]
     front = read_json(folder / "front.json")
@@ -475,13 +478,15 @@ def image_section(folder: Path, docs: Path) -> list[str]:
     st = front["settings"]
     timing = train.get("sample_timing", {})
     c = front["controllability"]
+    resumed = f", resumed at step {train['resumed_from']}" if train.get("resumed_from") else ""
     lines = [
-        "## The embedded image model (assets/image/)",
+        "## The embedded image model (assets/image/; docs/IMAGE.md)",
         "",
         "| step | command | wall | CPU |",
         "|---|---|---|---|",
-        f"| train {train['steps']} steps of {train['batch_size']} | `python "
-        "train/train_diffusion.py --config train/recipes/cpu_image.yaml` | "
+        f"| train {train['steps']} steps of {train['batch_size']}{resumed} | `python "
+        "train/train_diffusion.py --config train/recipes/cpu_image.yaml "
+        f"--max-steps {train['steps']}` | "
         f"{_mins(train['train_seconds'])} | {_mins(train['cpu_seconds'])} |",
     ]
     for f in filter(None, [front, base]):
@@ -489,14 +494,16 @@ def image_section(folder: Path, docs: Path) -> list[str]:
             f"| evaluate {f['label']} | {_cmd(f, _image_eval_command(f['settings']))} | "
             f"{_mins(f['wall_seconds'])} | {_mins(f['cpu_seconds'])} |"
         )
+    per = "per weight per subject" if meta["extra"].get("subjects") else "per weight"
     lines += [
         "",
         f"A batch of {timing.get('n_images', 4)} images ({timing.get('num_inference_steps')} "
         f"DDIM steps, guidance {timing.get('guidance_scale')}, {timing.get('threads')} threads) "
         f"took **{timing.get('seconds', float('nan')):.2f} s** (measured by "
-        "`ric.diffusion.time_generation` at the end of training; the target is under 10 s).",
+        "`ric.image.sampling.time_generation` at the end of training, with the training "
+        "recipe's guidance; docs/IMAGE.md times the shipped settings; the target is under 10 s).",
         "",
-        f"Sweep: w_1 in {{0, 0.1, ..., 1}}, {st['n_images']} images per weight (the same seeds "
+        f"Sweep: w_1 in {{0, 0.1, ..., 1}}, {st['n_images']} images {per} (the same seeds "
         f"for every weight), mapping `{st.get('method') or meta['mapping']}`; "
         f"hypervolume with reference point {front['reference_point']} (each reward's 0.02 "
         "training quantile).",
@@ -511,17 +518,30 @@ def image_section(folder: Path, docs: Path) -> list[str]:
         lines.append(
             f"| {base['label']} (null condition) | {base['hypervolume']:.3f} | n/a | n/a |"
         )
-    lines += ["", "| weights | desired | achieved (mean) |", "|---|---|---|"]
-    for pt in front["points"]:
+    subjects = front.get("per_subject")
+    named = " named |" if subjects else ""
+    lines += [
+        "",
+        f"| weights | desired | achieved (mean) |{named}",
+        "|---|---|---|" + "---|" * bool(subjects),
+    ]
+
+    def named_share(points, i):
+        return f" {np.mean([p[i]['named_rate'] for p in points]):.0%} |"
+
+    for i, pt in enumerate(front["points"]):
         w = [round(x, 2) for x in pt["weights"]]
         d = [round(x, 2) for x in pt["desired"]]
-        lines.append(f"| {w} | {d} | {[round(x, 3) for x in pt['achieved']]} |")
+        share = named_share(subjects.values(), i) if subjects else ""
+        lines.append(f"| {w} | {d} | {[round(x, 3) for x in pt['achieved']]} |{share}")
     if base:
+        share = named_share(base["per_subject"].values(), 0) if base.get("per_subject") else ""
         lines.append(
-            f"| unconditioned | - | {[round(x, 3) for x in base['points'][0]['achieved']]} |"
+            f"| caption only | - | {[round(x, 3) for x in base['points'][0]['achieved']]} |"
+            f"{share if subjects else ''}"
         )
-    grid = os.path.relpath(folder / "grid.png", docs)
-    lines += ["", f"![image sweep, one row per weight]({grid})", ""]
+    grid = folder / "subjects.png" if (folder / "subjects.png").exists() else folder / "grid.png"
+    lines += ["", f"![image samples]({os.path.relpath(grid, docs)})", ""]
     return lines
 
 

@@ -14,7 +14,9 @@ Image (the embedded diffusion model):
     python train/ship.py --image runs/image/model --front runs/eval_image/front.json \
         --base-front runs/eval_image_base/front.json --dest assets/image
 
-writes assets/image/model/, front.json, base_front.json and grid.png (from the front's folder).
+writes assets/image/model/, front.json, base_front.json, grid.png and subjects.png (from the
+front's folder); sampling settings the front was evaluated with (guidance scales, steps) become
+the shipped model's defaults.
 
 --mapping / --range-quantiles set the shipped artifact's inference defaults (the preference
 mapping and its range as quantiles of the training rewards); the front must have been evaluated
@@ -32,7 +34,9 @@ from ric.normalization import RewardStats, parse_range_quantiles
 KEEP = ("adapter_config.json", "adapter_model.safetensors", "ric.json", "reward_stats.json")
 
 
-def _copy(src: Path, dest: Path, names=None, mapping=None, range_quantiles=None) -> None:
+def _copy(
+    src: Path, dest: Path, names=None, mapping=None, range_quantiles=None, sampling=None
+) -> None:
     """Replace dest by a copy of src (only `names` if given) with its inference defaults set
     (retarget), whole: built in a temporary folder and renamed (ric.artifacts.atomic_dir)."""
     clean_stale_tmp(dest.parent)
@@ -42,12 +46,25 @@ def _copy(src: Path, dest: Path, names=None, mapping=None, range_quantiles=None)
         else:
             for name in names:
                 shutil.copy2(src / name, tmp / name)
-        retarget(tmp, mapping, range_quantiles)
+        retarget(tmp, mapping, range_quantiles, sampling)
 
 
-def retarget(folder: Path, mapping: str | None, range_quantiles: list | None) -> None:
+# An image front's sampling settings that the shipped model must reuse to draw what was measured.
+SAMPLING = ("guidance_scale", "reward_guidance_scale", "num_inference_steps")
+
+
+def image_sampling(front: dict) -> dict:
+    """The sampling settings an image front was evaluated with, where it overrode the model's."""
+    st = front.get("settings", {})
+    return {k: st[k] for k in SAMPLING if st.get(k) is not None}
+
+
+def retarget(
+    folder: Path, mapping: str | None, range_quantiles: list | None, sampling: dict | None = None
+) -> None:
     """Rewrite the inference defaults in folder/ric.json (and reward_stats.json)."""
     meta = RicMeta.load(folder)
+    meta.extra.update(sampling or {})
     if range_quantiles:
         stats = RewardStats.from_dict(meta.stats).with_range(range_quantiles)
         meta.stats = stats.to_dict()
@@ -113,8 +130,17 @@ def main(argv=None):
     else:
         dest = Path(args.dest or "assets/image")
         target = dest / "model"
-        _copy(Path(args.image), target, None, args.mapping, args.range_quantiles)
-        shutil.copy2(Path(args.front).parent / "grid.png", dest / "grid.png")
+        _copy(
+            Path(args.image),
+            target,
+            None,
+            args.mapping,
+            args.range_quantiles,
+            image_sampling(front),
+        )
+        for name in ("grid.png", "subjects.png"):
+            if (Path(args.front).parent / name).exists():
+                shutil.copy2(Path(args.front).parent / name, dest / name)
     fronts = {
         "front.json": args.front,
         "base_front.json": args.base_front,

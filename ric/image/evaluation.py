@@ -179,6 +179,10 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
         cfg, steer, sweep, rows, cost["wall_seconds"], cost["cpu_seconds"], False, extra
     )
     save_image_grid(out, rows, sweep, cfg.grid_cols)
+    if steer.subjects and not cfg.base:
+        # Both ends and the middle of the sweep, one row per subject (docs/IMAGE.md's figure).
+        ends = [sweep[-1], sweep[len(sweep) // 2], sweep[0]]
+        save_subject_grid(out, out / "subjects.png", ends)
     return front
 
 
@@ -207,7 +211,8 @@ def save_subject_grid(
     out: Path, path: Path, weights: list[list[float]], per: int = 4, cell: int = 64
 ) -> Path:
     """One row per subject, `per` samples at each of `weights` side by side (from a sweep's
-    out/samples.jsonl): the picture docs/IMAGE.md shows."""
+    out/samples.jsonl): the picture docs/IMAGE.md shows; the evaluator writes out/subjects.png
+    at both ends and the middle of a prompted model's sweep."""
     from PIL import Image, ImageDraw
 
     rows = read_jsonl(Path(out) / "samples.jsonl")

@@ -182,5 +182,6 @@ def time_generation(model: SteerableImageModel, n: int = 4, weights=None, repeat
         "seconds": round(min(times), 3),
         "num_inference_steps": model.meta.extra.get("num_inference_steps"),
         "guidance_scale": model.meta.extra.get("guidance_scale"),
+        "reward_guidance_scale": model.meta.extra.get("reward_guidance_scale"),
         "threads": torch.get_num_threads(),
     }
