@@ -180,8 +180,8 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
-    """log p(completion | prompt) in nats, summed over the completion's tokens."""
+def completion_logprobs(model, tokenizer, prompt: str, completion: str) -> np.ndarray:
+    """log p of each completion token given the prompt and the tokens before it, in nats."""
     import torch
 
     p = tokenizer(prompt, add_special_tokens=False).input_ids
@@ -189,7 +189,48 @@ def completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
     ids = torch.tensor([p + c], device=model.device)
     with torch.no_grad():
         logp = model(ids).logits[0, len(p) - 1 : -1].float().log_softmax(-1)
-    return logp[torch.arange(len(c)), torch.tensor(c)].sum().item()
+    return logp[torch.arange(len(c)), torch.tensor(c)].cpu().numpy()
+
+
+def completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
+    """log p(completion | prompt) in nats, summed over the completion's tokens."""
+    return float(completion_logprobs(model, tokenizer, prompt, completion).sum())
+
+
+FIRST_TOKENS = 5
+
+
+def contrast_pairs(
+    rows: list[dict], stats: RewardStats, n_pairs: int, seed: int = 0, pairing: str = "random"
+) -> list[tuple[dict, dict]]:
+    """Up to n_pairs (a, b) rows answering the same prompt whose rounded tags differ, one pair
+    per prompt (prompts in a seeded random order). pairing "random": two random rows;
+    "farthest": the two whose normalized rewards lie farthest apart."""
+    if pairing not in ("random", "farthest"):
+        raise ValueError(f"pairing must be 'random' or 'farthest', got {pairing!r}")
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["prompt"], []).append(r)
+    rng = random.Random(seed)
+    pairs = []
+    for prompt in rng.sample(sorted(groups), len(groups)):
+        g = [r for r in groups[prompt] if r["response"].strip()]
+        if len(g) < 2:
+            continue
+        if pairing == "random":
+            a, b = rng.sample(g, 2)
+        else:
+            z = stats.normalize(np.array([r["raw"] for r in g]))
+            i, j = np.unravel_index(
+                np.linalg.norm(z[:, None] - z[None], axis=-1).argmax(), (len(g), len(g))
+            )
+            a, b = g[i], g[j]
+        tags = [np.round(stats.normalize(np.array(r["raw"])), 1).tolist() for r in (a, b)]
+        if tags[0] != tags[1]:
+            pairs.append((a, b))
+        if len(pairs) == n_pairs:
+            break
+    return pairs
 
 
 def tag_contrast(
@@ -200,48 +241,45 @@ def tag_contrast(
     fmt: ConditioningFormat,
     n_pairs: int = 48,
     seed: int = 0,
+    pairing: str = "random",
 ) -> dict:
     """How much a model reads its reward tags, without generating: pairs of responses to the
-    same prompt with different rewards; each response's NLL (summed over its tokens) under the
-    other response's tags minus under its own. Near 0 = the tags are ignored; a model that
-    follows them finds a response less likely under the wrong tags. Cheap enough to run after
-    every SFT stage, before paying for a preference sweep."""
-
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["prompt"], []).append(r)
-    rng = random.Random(seed)
-    pairs = []
-    for prompt in rng.sample(sorted(groups), len(groups)):
-        g = [r for r in groups[prompt] if r["response"].strip()]
-        if len(g) >= 2:
-            a, b = rng.sample(g, 2)
-            if (
-                np.round(stats.normalize(np.array(a["raw"])), 1).tolist()
-                != np.round(stats.normalize(np.array(b["raw"])), 1).tolist()
-            ):
-                pairs.append((a, b))
-        if len(pairs) == n_pairs:
-            break
+    same prompt with different rewards (contrast_pairs); each response's NLL (summed over its
+    tokens) under the other response's tags minus under its own. Near 0 = the tags are
+    ignored; a model that follows them finds a response less likely under the wrong tags.
+    Cheap enough to run after every SFT stage, before paying for a preference sweep. The
+    "farthest" pairing is the clearest test (a short answer against a long one)."""
+    pairs = contrast_pairs(rows, stats, n_pairs, seed, pairing)
     if not pairs:
         raise ValueError("tag_contrast needs prompts with at least two differently scored rows")
 
-    def nll(prompt: str, completion: str) -> float:
-        return -completion_logprob(model, tokenizer, prompt, completion)
+    def summary(d: np.ndarray) -> dict:
+        return {
+            "mean_nll_increase": float(d.mean()),
+            "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
+        }
 
-    diffs = []
+    # Per pair: the whole answer, its first FIRST_TOKENS tokens, and its last token (the end
+    # of text the answer's own tags should call for). Under teacher forcing an answer's own
+    # beginning tells much of how it goes on, so a model reading its tags shows it mostly
+    # at the start and at the end.
+    whole, first, end = [], [], []
     for a, b in pairs:
         own = build_sft_examples([a], stats, fmt, tokenizer)[0]
         swapped = build_sft_examples([{**b, "response": a["response"]}], stats, fmt, tokenizer)[0]
-        diffs.append(
-            nll(swapped["prompt"], own["completion"]) - nll(own["prompt"], own["completion"])
-        )
-    d = np.array(diffs)
+        lp_own = completion_logprobs(model, tokenizer, own["prompt"], own["completion"])
+        lp_swap = completion_logprobs(model, tokenizer, swapped["prompt"], own["completion"])
+        gain = lp_own - lp_swap  # nats the right tags save, per token
+        whole.append(gain.sum())
+        first.append(gain[:FIRST_TOKENS].sum())
+        end.append(gain[-1])
+    d = np.array(whole)
     return {
-        "mean_nll_increase": float(d.mean()),
-        "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
+        **summary(d),
         "frac_positive": float((d > 0).mean()),
         "n_pairs": len(d),
+        "first_tokens": summary(np.array(first)),
+        "end_token": summary(np.array(end)),
     }
 
 

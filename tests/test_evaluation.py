@@ -96,6 +96,11 @@ def test_tag_contrast(tmp_path, setup):
     tc = evaluate_tag_contrast(cfg)
     saved = json.loads((tmp_path / "tc" / "tag_contrast.json").read_text())
     assert saved["n_pairs"] == tc["n_pairs"] > 0 and np.isfinite(saved["mean_nll_increase"])
+    # Each prompt's farthest pair too: as many pairs (one per prompt), its own figure.
+    far = saved["farthest"]
+    assert far["n_pairs"] == tc["n_pairs"] and np.isfinite(far["mean_nll_increase"])
+    for part in ("first_tokens", "end_token"):  # where in the answer the tags act
+        assert np.isfinite(far[part]["mean_nll_increase"]) and np.isfinite(tc[part]["sem"])
 
 
 def test_pick_range_prefers_the_worst_objective_then_hypervolume():

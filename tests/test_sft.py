@@ -12,6 +12,7 @@ from training_helpers import PROMPTS, REWARDS, ending_model, prepare_cfg, sft_re
 
 from ric.artifacts import CHECKPOINT_DONE, RicMeta
 from ric.data import prepare_dataset
+from ric.normalization import RewardStats
 from ric.sft import train_sft
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +164,18 @@ def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, model_dir, data_d
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((tmp_path / "train_log.json").read_text())["steps"] == 2
+
+
+def test_contrast_pairs_farthest_takes_each_prompts_extremes():
+    from ric.sft import contrast_pairs
+
+    stats = RewardStats.fit(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 0.5]]), REWARDS)
+    rows = [
+        {"prompt": "p", "response": f"r{i}", "raw": raw}
+        for i, raw in enumerate([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    ] + [{"prompt": "q", "response": "alone", "raw": [3.0, 0.5]}]
+    (pair,) = contrast_pairs(rows, stats, 8, pairing="farthest")
+    assert {pair[0]["response"], pair[1]["response"]} == {"r0", "r2"}
+    assert len(contrast_pairs(rows, stats, 8)) == 1  # "q" has one row: no pair
+    with pytest.raises(ValueError, match="pairing"):
+        contrast_pairs(rows, stats, 8, pairing="nearest")

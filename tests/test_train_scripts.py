@@ -396,7 +396,14 @@ def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
 
     data = tmp_path / "data"
     rows = [
-        {"key": f"{p}:{k}", "prompt": p, "response": "x", "raw": [base + k, -k, base]}
+        {
+            "key": f"{p}:{k}",
+            "prompt": p,
+            "response": "x",
+            "raw": [base + k, -k, base],
+            "instruction": "Be brief." if k % 2 else "",
+            "n_tokens": 10 * (k + 1),
+        }
         for p, base in (("p1", 0.0), ("p2", 1.0))
         for k in range(4)
     ]
@@ -405,6 +412,9 @@ def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
     _load_script("measure_rewards").main(["--data", str(data), "--out", str(tmp_path / "R.md")])
     md = (tmp_path / "R.md").read_text()
     assert "**Chosen pair: a and b**" in md and "| c | 0.500 |" in md
+    # What each hidden instruction did: k = 1, 3 -> a = base + 2, b = -2, 20 and 40 tokens.
+    assert "| Be brief. | 4 | 2.500 | -2.000 | 0.500 | 30 |" in md
+    assert "| (none) | 4 | 1.500 | -1.000 | 0.500 | 20 |" in md
     assert json.loads((data / "rewards.json").read_text())["chosen"] == ["a", "b"]
 
 

@@ -16,7 +16,9 @@ from ric.artifacts import atomic_write_text, read_json, write_json
 from ric.data import choose_pair, load_dataset_rows, reward_measures
 
 
-def table(m: dict, pair: tuple[str, str], data: str, partial: bool = False) -> str:
+def table(
+    m: dict, pair: tuple[str, str], data: str, partial: bool = False, extra: list[str] = ()
+) -> str:
     names = m["names"]
     partial = " --partial" if partial else ""
     lines = [
@@ -57,8 +59,35 @@ def table(m: dict, pair: tuple[str, str], data: str, partial: bool = False) -> s
         "variance within a prompt), the pair that conflicts most within prompts "
         "(ric.data.choose_pair).",
         "",
+        *extra,
     ]
     return "\n".join(lines)
+
+
+def instruction_table(rows: list[dict], names: list[str]) -> list[str]:
+    """Mean of each reward and median length per hidden sampling instruction: which rewards
+    the instructions really moved (a reward no instruction moves is hard to teach by tags)."""
+    import numpy as np
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r.get("instruction") or "(none)", []).append(r)
+    if len(groups) < 2:
+        return []
+    lines = [
+        "Mean reward per hidden sampling instruction (`assets/prompts/instructions.txt`, in the "
+        "sampling prompt only), and the median answer length in tokens:",
+        "",
+        "| instruction | answers | " + " | ".join(names) + " | median tokens |",
+        "|---|---|" + "---|" * (len(names) + 1),
+    ]
+    for key in sorted(groups):
+        g = groups[key]
+        raw = np.array([r["raw"] for r in g]).mean(0)
+        tokens = np.median([r.get("n_tokens", np.nan) for r in g])
+        cells = " | ".join(f"{x:.3f}" for x in raw)
+        lines.append(f"| {key} | {len(g)} | {cells} | {tokens:.0f} |")
+    return [*lines, ""]
 
 
 def partial_rows(data: Path) -> tuple[list[dict], list[str]]:
@@ -94,7 +123,8 @@ def main(argv=None):
     pair = choose_pair(m)
     name = "rewards_partial.json" if args.partial else "rewards.json"
     write_json(Path(args.data) / name, {**m, "chosen": list(pair)})
-    atomic_write_text(args.out, table(m, pair, args.data, args.partial))
+    extra = instruction_table(rows, names)
+    atomic_write_text(args.out, table(m, pair, args.data, args.partial, extra))
     print(f"chosen pair: {pair[0]}, {pair[1]} (table in {args.out})")
 
 
