@@ -304,10 +304,11 @@ def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -
 
 def evaluate_tag_contrast(cfg: EvalConfig, n_pairs: int = 48) -> dict:
     """The tag-contrast diagnostic of cfg.adapter on the rows of cfg.tag_contrast (a prepared
-    dataset folder), in float32, for random pairs and for each prompt's farthest pair (the
-    latter under "farthest"); written to cfg.out/tag_contrast.json."""
+    dataset folder), in float32, for random pairs, for each prompt's farthest pair ("farthest")
+    and for those pairs conditioned on their hidden sampling instructions ("instruction");
+    written to cfg.out/tag_contrast.json."""
     from ric.data import load_dataset_rows
-    from ric.sft import tag_contrast
+    from ric.sft import instruction_contrast, tag_contrast
 
     clock = RunClock(cfg.out)
     steer = load_for_eval(dataclasses.replace(cfg, dtype="float32", backend="transformers"))
@@ -315,6 +316,9 @@ def evaluate_tag_contrast(cfg: EvalConfig, n_pairs: int = 48) -> dict:
     args = (steer.model, steer.tokenizer, rows, steer.stats, steer.fmt, n_pairs, cfg.seed)
     result = tag_contrast(*args)
     result["farthest"] = tag_contrast(*args, pairing="farthest")
+    # The same farthest pairs conditioned on their hidden sampling instructions instead:
+    # with --base true, the signal the SFT has to learn to find in the tags.
+    result["instruction"] = instruction_contrast(*args)
     result.update(
         adapter=cfg.adapter,
         data=cfg.tag_contrast,

@@ -253,23 +253,65 @@ def tag_contrast(
     if not pairs:
         raise ValueError("tag_contrast needs prompts with at least two differently scored rows")
 
+    def condition(a: dict, b: dict) -> tuple[str, str, str]:
+        own = build_sft_examples([a], stats, fmt, tokenizer)[0]
+        swapped = build_sft_examples([{**b, "response": a["response"]}], stats, fmt, tokenizer)[0]
+        return own["prompt"], swapped["prompt"], own["completion"]
+
+    return _contrast(model, tokenizer, pairs, condition)
+
+
+def instruction_contrast(
+    model,
+    tokenizer,
+    rows: list[dict],
+    stats: RewardStats,
+    fmt: ConditioningFormat,
+    n_pairs: int = 48,
+    seed: int = 0,
+) -> dict | None:
+    """tag_contrast's farthest pairs, conditioned instead on the hidden instruction each answer
+    was sampled under (the sampling prompt, ric.data): what the answers tell about their
+    condition when the condition is words the model already reads. On the base model this is
+    the signal an SFT has to learn to find in the tags; None when the rows carry no differing
+    instructions."""
+    pairs = [
+        (a, b)
+        for a, b in contrast_pairs(rows, stats, 4 * n_pairs, seed, "farthest")
+        if (a.get("instruction") or "") != (b.get("instruction") or "")
+    ][:n_pairs]
+    if not pairs:
+        return None
+
+    def condition(a: dict, b: dict) -> tuple[str, str, str]:
+        own = build_sft_examples([a], stats, fmt, tokenizer)[0]["completion"]
+        prompts = [
+            format_plain_prompt(a["prompt"], tokenizer, system=r.get("instruction") or None)
+            for r in (a, b)
+        ]
+        return prompts[0], prompts[1], own
+
+    return _contrast(model, tokenizer, pairs, condition)
+
+
+def _contrast(model, tokenizer, pairs, condition) -> dict:
+    """Nats each pair's first answer saves under its own condition against the other's:
+    whole, its first FIRST_TOKENS tokens and its last token (the end of text). Under teacher
+    forcing an answer's own beginning tells much of how it goes on, so a model reading its
+    condition shows it most clearly at the start and at the end."""
+
     def summary(d: np.ndarray) -> dict:
         return {
             "mean_nll_increase": float(d.mean()),
             "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan"),
         }
 
-    # Per pair: the whole answer, its first FIRST_TOKENS tokens, and its last token (the end
-    # of text the answer's own tags should call for). Under teacher forcing an answer's own
-    # beginning tells much of how it goes on, so a model reading its tags shows it mostly
-    # at the start and at the end.
     whole, first, end = [], [], []
     for a, b in pairs:
-        own = build_sft_examples([a], stats, fmt, tokenizer)[0]
-        swapped = build_sft_examples([{**b, "response": a["response"]}], stats, fmt, tokenizer)[0]
-        lp_own = completion_logprobs(model, tokenizer, own["prompt"], own["completion"])
-        lp_swap = completion_logprobs(model, tokenizer, swapped["prompt"], own["completion"])
-        gain = lp_own - lp_swap  # nats the right tags save, per token
+        own_prompt, other_prompt, completion = condition(a, b)
+        gain = completion_logprobs(model, tokenizer, own_prompt, completion) - completion_logprobs(
+            model, tokenizer, other_prompt, completion
+        )
         whole.append(gain.sum())
         first.append(gain[:FIRST_TOKENS].sum())
         end.append(gain[-1])

@@ -179,3 +179,31 @@ def test_contrast_pairs_farthest_takes_each_prompts_extremes():
     assert len(contrast_pairs(rows, stats, 8)) == 1  # "q" has one row: no pair
     with pytest.raises(ValueError, match="pairing"):
         contrast_pairs(rows, stats, 8, pairing="nearest")
+
+
+def test_instruction_contrast_pairs_answers_sampled_under_different_instructions(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from ric.conditioning import ConditioningFormat
+    from ric.models import load_tokenizer
+    from ric.sft import instruction_contrast
+
+    tok = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    stats = RewardStats.fit(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]), REWARDS)
+    fmt = ConditioningFormat(style="chat", tag="<rm{i}_score>", position="user_end")
+
+    def rows(instructions):
+        return [
+            {"prompt": p, "response": f"answer {i}", "raw": [float(i), float(i)], "instruction": s}
+            for p in ("hello there", "what is up")
+            for i, s in enumerate(instructions)
+        ]
+
+    result = instruction_contrast(model, tok, rows(["", "Be brief.", "Be warm."]), stats, fmt)
+    assert result["n_pairs"] == 2 and np.isfinite(result["mean_nll_increase"])
+    assert set(result) >= {"first_tokens", "end_token", "frac_positive"}
+    # The farthest pair shares its instruction: nothing to contrast.
+    assert (
+        instruction_contrast(model, tok, rows(["Be brief.", "", "Be brief."]), stats, fmt) is None
+    )
