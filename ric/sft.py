@@ -217,17 +217,14 @@ def contrast_pairs(
         g = [r for r in groups[prompt] if r["response"].strip()]
         if len(g) < 2:
             continue
+        z = stats.normalize(np.array([r["raw"] for r in g]))
         if pairing == "random":
-            a, b = rng.sample(g, 2)
+            i, j = rng.sample(range(len(g)), 2)  # the same draw as sampling g itself
         else:
-            z = stats.normalize(np.array([r["raw"] for r in g]))
-            i, j = np.unravel_index(
-                np.linalg.norm(z[:, None] - z[None], axis=-1).argmax(), (len(g), len(g))
-            )
-            a, b = g[i], g[j]
-        tags = [np.round(stats.normalize(np.array(r["raw"])), 1).tolist() for r in (a, b)]
-        if tags[0] != tags[1]:
-            pairs.append((a, b))
+            dist = np.linalg.norm(z[:, None] - z[None], axis=-1)
+            i, j = np.unravel_index(dist.argmax(), dist.shape)
+        if np.round(z[i], 1).tolist() != np.round(z[j], 1).tolist():
+            pairs.append((g[i], g[j]))
         if len(pairs) == n_pairs:
             break
     return pairs

@@ -535,10 +535,13 @@ def image_section(folder: Path, docs: Path) -> list[str]:
         share = named_share(subjects.values(), i) if subjects else ""
         lines.append(f"| {w} | {d} | {[round(x, 3) for x in pt['achieved']]} |{share}")
     if base:
-        share = named_share(base["per_subject"].values(), 0) if base.get("per_subject") else ""
+        share = (
+            named_share(base["per_subject"].values(), 0)
+            if subjects and "per_subject" in base
+            else ""
+        )
         lines.append(
-            f"| caption only | - | {[round(x, 3) for x in base['points'][0]['achieved']]} |"
-            f"{share if subjects else ''}"
+            f"| caption only | - | {[round(x, 3) for x in base['points'][0]['achieved']]} |{share}"
         )
     grid = folder / "subjects.png" if (folder / "subjects.png").exists() else folder / "grid.png"
     lines += ["", f"![image samples]({os.path.relpath(grid, docs)})", ""]

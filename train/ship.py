@@ -139,8 +139,11 @@ def main(argv=None):
             image_sampling(front),
         )
         for name in ("grid.png", "subjects.png"):
-            if (Path(args.front).parent / name).exists():
-                shutil.copy2(Path(args.front).parent / name, dest / name)
+            src = Path(args.front).parent / name
+            if src.exists():
+                shutil.copy2(src, dest / name)
+            else:  # a grid left by a previously shipped model would describe the wrong one
+                (dest / name).unlink(missing_ok=True)
     fronts = {
         "front.json": args.front,
         "base_front.json": args.base_front,
