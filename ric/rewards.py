@@ -119,13 +119,46 @@ def relevance(batch_size: int = 64, device: str = "cpu") -> RewardFn:
     return _reward_fn(score, "relevance", relevance.__doc__)
 
 
+# Sentence ends (., ! or ? before a space) and line breaks: what VADER's authors split on before
+# averaging sentence scores for longer text.
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
 def positivity() -> RewardFn:
-    """VADER compound sentiment of the response, in [-1, 1] (the prompt is ignored).
+    """Mean VADER compound sentiment of the response's sentences, in [-1, 1] (the prompt is
+    ignored; an empty response scores 0).
+
+    VADER's compound score of a whole text saturates as positive words accumulate: over the
+    base model's own answers it rose with their length (Spearman 0.49 over 108 answers), so a
+    whole-text "positivity" mostly asks for a longer answer. Averaging per sentence, as VADER's
+    authors advise for paragraphs, removes that (0.05 on the same answers; docs/REWARDS.md).
+    `positivity_text` keeps the whole-text score (the retired default was trained on it).
 
     >>> fn = positivity()
     >>> fn(["How was it?"], ["It was wonderful!"])  # doctest: +SKIP
-    array([0.61...])
+    array([0.57...])
     """
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+
+    def one(text: str) -> float:
+        parts = [p for p in _SENTENCE_RE.split(text) if p.strip()]
+        return (
+            float(np.mean([analyzer.polarity_scores(p)["compound"] for p in parts]))
+            if parts
+            else 0.0
+        )
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        return [one(r) for r in responses]
+
+    return _reward_fn(score, "positivity", positivity.__doc__)
+
+
+def positivity_text() -> RewardFn:
+    """VADER compound sentiment of the whole response, in [-1, 1]: rises with the length of a
+    mildly positive text (see `positivity`)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     analyzer = SentimentIntensityAnalyzer()
@@ -133,7 +166,7 @@ def positivity() -> RewardFn:
     def score(prompts: list[str], responses: list[str]) -> list[float]:
         return [analyzer.polarity_scores(r)["compound"] for r in responses]
 
-    return _reward_fn(score, "positivity", positivity.__doc__)
+    return _reward_fn(score, "positivity_text", positivity_text.__doc__)
 
 
 # Words and single punctuation marks: close enough to subword counts for a length
@@ -319,6 +352,7 @@ from ric.image.rewards import (  # noqa: E402, F401
 REWARDS: dict[str, Callable[..., RewardFn]] = {
     "relevance": relevance,
     "positivity": positivity,
+    "positivity_text": positivity_text,
     "brevity": brevity,
     "harmlessness": harmlessness,
     **IMAGE_REWARDS,
@@ -328,7 +362,8 @@ REWARDS: dict[str, Callable[..., RewardFn]] = {
 # "more positive ->"). An artifact may carry its own lines (RicMeta.reward_descriptions).
 REWARD_DESCRIPTIONS: dict[str, str] = {
     "relevance": "How closely the reply stays on the topic of your message.",
-    "positivity": "How cheerful and upbeat the reply sounds (sentiment of its words).",
+    "positivity": "How cheerful and upbeat the reply sounds (mean sentiment of its sentences).",
+    "positivity_text": "How upbeat the whole reply reads (sentiment of all its words at once).",
     "brevity": "How short the reply is: high means a few words, low a long answer.",
     "harmlessness": "How free the reply is of offensive language.",
     "compressibility": "How simple the image is: high means flat areas, a small JPEG file.",
@@ -339,6 +374,7 @@ REWARD_DESCRIPTIONS: dict[str, str] = {
 REWARD_AXES: dict[str, str] = {
     "relevance": "more on topic",
     "positivity": "more positive",
+    "positivity_text": "more positive",
     "brevity": "shorter",
     "harmlessness": "more harmless",
     "compressibility": "simpler (smaller file)",

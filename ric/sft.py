@@ -9,6 +9,7 @@ metadata. `ResumableCheckpoints` is the one checkpoint rule every trainer follow
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 
@@ -75,6 +76,13 @@ class SFTRecipe:
     )
     load_in_8bit: bool = field(False, "8-bit base weights (bitsandbytes, GPU only; paper runs)")
     gradient_checkpointing: bool = field(False, "trade compute for memory (large models)")
+    monitor_steps: int = field(
+        0,
+        "every N steps, the tag contrast (farthest pairs) of monitor_prompts prompts held out "
+        "of training, appended to out_dir/contrast_log.jsonl: whether the tags are being "
+        "learned, while it trains (0: off, nothing held out)",
+    )
+    monitor_prompts: int = field(24, "prompts held out for monitor_steps")
     seed: int = field(0, "random seed")
 
 
@@ -356,6 +364,47 @@ def checkpoint_callback(clock: RunClock | None = None):
     return ResumableCheckpoints()
 
 
+CONTRAST_LOG = "contrast_log.jsonl"
+
+
+def hold_out_prompts(rows: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, rows of n held-out prompts): a seeded draw among the prompts with at
+    least two answers, so each held-out prompt gives a contrast pair."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["prompt"]] = counts.get(r["prompt"], 0) + 1
+    eligible = sorted(p for p, c in counts.items() if c >= 2)
+    if n < 1 or n >= len(eligible):
+        raise ValueError(f"monitor_prompts must be in [1, {len(eligible) - 1}], got {n}")
+    held = set(random.Random(seed).sample(eligible, n))
+    return [r for r in rows if r["prompt"] not in held], [r for r in rows if r["prompt"] in held]
+
+
+def contrast_monitor(every: int, tokenizer, rows, stats, fmt, log: Path):
+    """A TrainerCallback writing tag_contrast's farthest pairs on held-out rows every `every`
+    steps (one JSON line per step): a training run shows while it runs whether it is learning to
+    read its tags, instead of after hours of steps."""
+    from transformers import TrainerCallback
+
+    class ContrastMonitor(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step % every or not state.is_world_process_zero:
+                return control
+            model.eval()
+            c = tag_contrast(model, tokenizer, rows, stats, fmt, len(rows), pairing="farthest")
+            model.train()
+            with open(log, "a") as f:
+                f.write(json.dumps({"step": state.global_step, "farthest": c}) + "\n")
+            print(
+                f"ric: step {state.global_step} held-out tag contrast "
+                f"{c['mean_nll_increase']:+.2f} +- {c['sem']:.2f} nats",
+                flush=True,
+            )
+            return control
+
+    return ContrastMonitor()
+
+
 def run_trainer(trainer, checkpoints: Path) -> dict:
     """Train, resuming from the newest whole checkpoint. A run whose last checkpoint already
     reached max_steps is not trained again (one more step would change the adapter): its
@@ -412,6 +461,9 @@ def train_sft(
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
     if rows is None:
         rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
+    held_out = []
+    if recipe.monitor_steps > 0 and recipe.conditioned:
+        rows, held_out = hold_out_prompts(rows, recipe.monitor_prompts, recipe.seed)
     if stats is None:
         stats = RewardStats.fit(
             np.array([r["raw"] for r in rows]),
@@ -477,6 +529,9 @@ def train_sft(
         peft_config=peft_config,
         callbacks=[checkpoint_callback(clock)],
     )
+    if held_out:
+        log = out / CONTRAST_LOG
+        trainer.add_callback(contrast_monitor(recipe.monitor_steps, tok, held_out, stats, fmt, log))
     result = run_trainer(trainer, out / "checkpoints")
 
     adapter_dir = out / "adapter"

@@ -82,6 +82,19 @@ def test_positivity_orders(fns):
     assert -1 <= gloomy < 0 < cheerful <= 1
 
 
+def test_positivity_does_not_grow_with_length_but_the_whole_text_score_does():
+    from ric.rewards import get_reward_fn
+
+    one, many = "This is a good idea.", " ".join(["This is a good idea."] * 12)
+    pos, whole = get_reward_fn("positivity"), get_reward_fn("positivity_text")
+    assert pos(["q", "q"], [one, many]) == pytest.approx(pos(["q"], [one])[0])
+    short, long = whole(["q", "q"], [one, many])
+    assert long > short + 0.3  # VADER's compound saturates towards 1 as words pile up
+    # Sentences are averaged, line breaks split too; an empty reply is neutral.
+    mixed = pos(["q", "q"], ["Great!\nTerrible!", ""])
+    assert abs(mixed[0]) < 0.1 and mixed[1] == 0
+
+
 RELEVANCE_CASES = [
     (
         "How do I bake a loaf of bread at home?",

@@ -207,3 +207,26 @@ def test_instruction_contrast_pairs_answers_sampled_under_different_instructions
     assert (
         instruction_contrast(model, tok, rows(["Be brief.", "", "Be brief."]), stats, fmt) is None
     )
+
+
+def test_monitor_logs_held_out_tag_contrast_and_trains_without_those_prompts(
+    tmp_path, model_dir, data_dir
+):
+    from ric.data import load_dataset_rows
+    from ric.sft import CONTRAST_LOG, hold_out_prompts
+
+    rows = load_dataset_rows(data_dir, REWARDS)
+    train, held = hold_out_prompts(rows, 2, seed=0)
+    assert {r["prompt"] for r in held}.isdisjoint(r["prompt"] for r in train)
+    assert len({r["prompt"] for r in held}) == 2 and len(train) + len(held) == len(rows)
+    assert hold_out_prompts(rows, 2, seed=0) == (train, held)  # seeded
+    with pytest.raises(ValueError, match="monitor_prompts"):
+        hold_out_prompts(rows, len(rows), seed=0)
+
+    recipe = sft_recipe(tmp_path, model_dir, data_dir, monitor_steps=1, monitor_prompts=2)
+    train_sft(recipe)
+    lines = [json.loads(s) for s in (tmp_path / CONTRAST_LOG).read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    assert all(line["farthest"]["n_pairs"] == 2 for line in lines)
+    assert all(np.isfinite(line["farthest"]["mean_nll_increase"]) for line in lines)
+    assert json.loads((tmp_path / "train_log.json").read_text())["n_examples"] == len(train)
