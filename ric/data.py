@@ -337,7 +337,10 @@ def reward_measures(rows: list[dict], names: list[str]) -> dict:
       what the model moves with its own words for a fixed request (a reward that only
       follows the prompt cannot be steered by tags);
     - spearman / spearman_within_prompt: pairwise rank correlations over all answers and over
-      the prompt-centered values (negative = conflict: raising one tends to lower the other).
+      the prompt-centered values (negative = conflict: raising one tends to lower the other);
+    - length_spearman: each reward's rank correlation with the answer's length in tokens, all
+      answers / within prompts (rows with n_tokens only): a reward that mostly tracks length
+      asks a longer or shorter answer of the model, whatever its name.
     """
     raw = np.array([r["raw"] for r in rows], float)
     groups: dict[str, list[int]] = {}
@@ -360,7 +363,23 @@ def reward_measures(rows: list[dict], names: list[str]) -> dict:
         "within_prompt": within.round(3).tolist(),
         "spearman": spearman_matrix(raw).round(3).tolist(),
         "spearman_within_prompt": spearman_matrix(centered[multi]).round(3).tolist(),
+        "length_spearman": _length_spearman(rows, raw, centered, groups),
     }
+
+
+def _length_spearman(rows, raw, centered, groups) -> list[list[float]] | None:
+    if not all("n_tokens" in r for r in rows):
+        return None
+    n = np.array([r["n_tokens"] for r in rows], float)
+    n_centered = n.copy()
+    for idx in groups.values():
+        n_centered[idx] -= n[idx].mean()
+    multi = [i for idx in groups.values() if len(idx) > 1 for i in idx]
+    with np.errstate(invalid="ignore"):  # a reward constant within prompts has no rank order
+        every = spearman_matrix(np.column_stack([raw, n]))[-1, :-1]
+        within = spearman_matrix(np.column_stack([centered[multi], n_centered[multi]]))[-1, :-1]
+    pairs = np.column_stack([every, within]).round(3).tolist()
+    return [[None if np.isnan(x) else x for x in pair] for pair in pairs]
 
 
 def choose_pair(

@@ -216,6 +216,12 @@ def test_reward_measures_and_the_chosen_pair():
     assert choose_pair(m, min_range=2.7) == ("b", "c")  # a's 10-90% range is 2.6
     with pytest.raises(ValueError, match="spread and vary within prompts"):
         choose_pair(reward_measures(rows, ["a", "b", "c", "d"]), min_within=1.1)
+    assert m["length_spearman"] is None  # no n_tokens in these rows
+    # "c" falls as the answer grows (within each prompt and over all); "d" follows the prompt.
+    for r in rows:
+        r["n_tokens"] = 10 + 5 * r["raw"][0]
+    length = np.array(reward_measures(rows, ["a", "b", "c", "d"])["length_spearman"])
+    assert length[0].tolist() == [1.0, 1.0] and length[2, 1] == -1.0
 
 
 def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(

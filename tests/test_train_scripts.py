@@ -416,6 +416,18 @@ def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
     assert "| Be brief. | 4 | 2.500 | -2.000 | 0.500 | 30 |" in md
     assert "| (none) | 4 | 1.500 | -1.000 | 0.500 | 20 |" in md
     assert json.loads((data / "rewards.json").read_text())["chosen"] == ["a", "b"]
+    # Length: a grows with it (scipy's Spearman over all 8 answers: 0.919), c is constant
+    # within each prompt.
+    assert "| a | 1.225 | 0.700 .. 3.300 | 83% | +0.92 / +1.00 |" in md
+    assert "| c | 0.500 | 0.000 .. 1.000 | 0% | +0.00 / - |" in md
+    assert "No pair conflicts" not in md  # a and b: -1 within prompts
+
+    # Two rewards that do not conflict: the table says conflict did not decide.
+    for r in rows:
+        r["raw"][1] = r["raw"][0] % 2
+    write_jsonl(data / "dataset.jsonl", rows)
+    _load_script("measure_rewards").main(["--data", str(data), "--out", str(tmp_path / "R.md")])
+    assert "No pair conflicts within prompts" in (tmp_path / "R.md").read_text()
 
 
 def test_report_runs_on_the_default_layout(tmp_path, capsys):

@@ -29,13 +29,17 @@ def table(
         f"answers to {m['n_prompts']} training prompts (SmolLM2-135M-Instruct's own samples, "
         "docs/TRAINING.md). Do not edit by hand.",
         "",
-        "| reward | std | 10-90% range | variance within a prompt |",
-        "|---|---|---|---|",
+        "| reward | std | 10-90% range | variance within a prompt | Spearman with length "
+        "(all / within prompts) |",
+        "|---|---|---|---|---|",
     ]
+    length = m.get("length_spearman")
     for i, n in enumerate(names):
         lo, hi = m["q10_q90"][i]
+        ls = " / ".join("-" if x is None else f"{x:+.2f}" for x in length[i]) if length else "-"
         lines.append(
-            f"| {n} | {m['std'][i]:.3f} | {lo:.3f} .. {hi:.3f} | {m['within_prompt'][i]:.0%} |"
+            f"| {n} | {m['std'][i]:.3f} | {lo:.3f} .. {hi:.3f} | {m['within_prompt'][i]:.0%} "
+            f"| {ls} |"
         )
     lines += [
         "",
@@ -59,9 +63,31 @@ def table(
         "variance within a prompt), the pair that conflicts most within prompts "
         "(ric.data.choose_pair).",
         "",
+        *weak_conflict_note(m, pair),
         *extra,
     ]
     return "\n".join(lines)
+
+
+# Below this magnitude a within-prompt correlation is no trade-off a user would notice.
+WEAK_CONFLICT = -0.1
+
+
+def weak_conflict_note(m: dict, pair: tuple[str, str]) -> list[str]:
+    """When even the chosen pair hardly conflicts, conflict cannot decide the default's pair:
+    say so, and which pair ric.defaults conditions on instead."""
+    from ric.defaults import DEFAULT
+
+    names = m["names"]
+    rho = m["spearman_within_prompt"][names.index(pair[0])][names.index(pair[1])]
+    if rho <= WEAK_CONFLICT:
+        return []
+    return [
+        f"No pair conflicts within prompts (the most negative correlation is {rho:+.2f}): the "
+        "model's own answers force no trade-off, so conflict does not decide the pair. The "
+        f"default conditions on {' and '.join(DEFAULT.rewards)} (ric/defaults.py says why).",
+        "",
+    ]
 
 
 def instruction_table(rows: list[dict], names: list[str]) -> list[str]:
