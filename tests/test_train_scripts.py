@@ -489,6 +489,9 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
     }
     write_json(runs / "sft" / "train_log.json", log)
     write_json(runs / "online" / "iter_1" / "sft" / "train_log.json", log)
+    c = {"mean_nll_increase": 0.5, "sem": 0.1, "frac_positive": 0.75, "n_pairs": 24}
+    c |= {"first_tokens": {"mean_nll_increase": 0.2}, "end_token": {"mean_nll_increase": 0.1}}
+    (runs / "sft" / "contrast_log.jsonl").write_text(json.dumps({"step": 20, "farthest": c}) + "\n")
     write_json(
         runs / "online" / "iter_1" / "mors.json",
         {
@@ -562,6 +565,7 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
     assert "- w = (1.0, 0.0), achieved (1.00, 0.00): second? reply at 1.0" in text
     assert '"Answer in detail."' in text and "90% of 1600 samples ended by themselves" in text
     assert "| online | [0.0, 1.0] | 0.500 | 10% | 5% | 0% | 90% | 0.60 |" in text
+    assert "| 20 | +0.50 +- 0.10 | +0.20 | +0.10 | 75% |" in text  # sft's contrast_log.jsonl
     assert "## Quality guards" in capsys.readouterr().out
 
 

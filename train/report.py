@@ -329,6 +329,8 @@ def main(argv=None):
             "the model ignores its tags.",
         ]
     lines.append("")
+    for s in stages:
+        lines += contrast_curve(s)
     for m in iters:
         d = read_json(m)
         steps = read_json(m.parent / "sft" / "train_log.json")["steps"]
@@ -418,6 +420,33 @@ def main(argv=None):
         lines += image_section(Path(args.image), out.parent)
     atomic_write_text(out, "\n".join(lines) + "\n")
     print(f"written {out}")
+
+
+def contrast_curve(stage: Path) -> list[str]:
+    """The held-out tag contrast an SFT stage logged while it trained (monitor_steps)."""
+    from ric.artifacts import read_jsonl
+    from ric.sft import CONTRAST_LOG
+
+    log = stage / CONTRAST_LOG
+    rows = read_jsonl(log) if log.exists() else []
+    if not rows:
+        return []
+    lines = [
+        f"Tag contrast of {stage.name} while it trained, on the farthest pair of each of "
+        f"{rows[0]['farthest']['n_pairs']} prompts held out of its training (nats; whole answer, "
+        "its first 5 tokens, its end-of-text token):",
+        "",
+        "| step | whole answer | first 5 tokens | end of text | pairs positive |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["farthest"]
+        lines.append(
+            f"| {r['step']} | {c['mean_nll_increase']:+.2f} +- {c['sem']:.2f} | "
+            f"{c['first_tokens']['mean_nll_increase']:+.2f} | "
+            f"{c['end_token']['mean_nll_increase']:+.2f} | {c['frac_positive']:.0%} |"
+        )
+    return [*lines, ""]
 
 
 def examples_section(folder: Path, n: int, label: str) -> list[str]:
