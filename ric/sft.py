@@ -22,6 +22,7 @@ from ric.artifacts import (
     clean_stale_tmp,
     last_checkpoint,
     read_json,
+    read_jsonl,
     write_json,
 )
 from ric.conditioning import ConditioningFormat, format_conditioned_prompt, format_plain_prompt
@@ -76,6 +77,16 @@ class SFTRecipe:
     )
     load_in_8bit: bool = field(False, "8-bit base weights (bitsandbytes, GPU only; paper runs)")
     gradient_checkpointing: bool = field(False, "trade compute for memory (large models)")
+    targets: str = field(
+        "tokens",
+        "'tokens': the answer's own tokens (the paper); 'sampler': along the same answer, the "
+        "distribution each token was sampled from (its top target_k; ric.distill): the same "
+        "expectation without the sampling noise, for data the model sampled itself",
+    )
+    target_k: int = field(32, "for targets=sampler: tokens kept of each sampling distribution")
+    hard_target_weight: float = field(
+        0.0, "for targets=sampler: weight of the ordinary one-hot loss mixed in (0..1)"
+    )
     monitor_steps: int = field(
         0,
         "every N steps, the tag contrast (farthest pairs) of monitor_prompts prompts held out "
@@ -142,7 +153,6 @@ def build_sft_examples(
     (conditioned=False: plain chat prompts without tags, for single-reward baselines)."""
     raw = np.array([r["raw"] for r in rows])
     z = stats.normalize(raw) if conditioned else [None] * len(rows)
-    eos = tokenizer.eos_token
     out = []
     for r, zi in zip(rows, z, strict=True):
         prompt = r["prompt"]
@@ -158,10 +168,14 @@ def build_sft_examples(
             text = format_plain_prompt(prompt, tokenizer, fmt)
         else:
             raise ValueError("unconditioned examples are built for the 'chat' style only")
-        # HH-style prompts end in "Assistant:" and the response follows after a space.
-        completion = (" " if fmt.style != "chat" else "") + r["response"] + eos
-        out.append({"prompt": text, "completion": completion})
+        out.append({"prompt": text, "completion": sft_completion(r["response"], fmt, tokenizer)})
     return out
+
+
+def sft_completion(response: str, fmt: ConditioningFormat, tokenizer) -> str:
+    """What an SFT example's loss is on: the response and end-of-text (HH-style prompts end in
+    "Assistant:", so the response follows after a space)."""
+    return (" " if fmt.style != "chat" else "") + response + tokenizer.eos_token
 
 
 def length_buckets(lengths, group: int, seed: int) -> list[int]:
@@ -437,6 +451,88 @@ def run_trainer(trainer, checkpoints: Path) -> dict:
     }
 
 
+def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, callbacks):
+    """A transformers Trainer on the sampler's targets (ric.distill) for `examples` (built
+    from `rows`, which carry the sampling temperature and hidden instruction): the targets of
+    every row of recipe.data_dir are computed once, in resumable chunks, before training."""
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    from ric.distill import build_targets, load_targets, soft_target_loss
+
+    every = read_jsonl(Path(recipe.data_dir) / "dataset.jsonl")
+    fmt = ConditioningFormat.from_dict(recipe.conditioning)
+    completions = [sft_completion(r["response"], fmt, tok) for r in every]
+    folder = build_targets(recipe.data_dir, every, completions, model_path, recipe.target_k)
+    targets = load_targets(folder)
+    items = []
+    for r, e in zip(rows, examples, strict=True):
+        p = tok(e["prompt"], add_special_tokens=False).input_ids
+        c = tok(e["completion"], add_special_tokens=False).input_ids
+        ids, probs = targets[r["key"]]
+        if len(ids) != len(c) or ids.shape[1] < recipe.target_k:
+            raise ValueError(f"sampler targets of {r['key']} do not match its answer: rebuild")
+        n = min(len(c), recipe.max_length - len(p))  # cut from the right, as SFTTrainer does
+        k = recipe.target_k
+        items.append(
+            {
+                "input_ids": p + c[:n],
+                "labels": [-100] * len(p) + c[:n],
+                "target_ids": [[0] * k] * len(p) + ids[:n, :k].tolist(),
+                "target_probs": [[0.0] * k] * len(p) + probs[:n, :k].astype(float).tolist(),
+            }
+        )
+    dataset = Dataset.from_list(items).shuffle(seed=recipe.seed)
+    if recipe.group_by_length:
+        group = recipe.batch_size * recipe.grad_accum * _world_size()
+        lengths = [len(x) for x in dataset["input_ids"]]
+        dataset = dataset.select(length_buckets(lengths, group, recipe.seed))
+
+    def collate(batch: list[dict]) -> dict:
+        width = max(len(b["input_ids"]) for b in batch)
+
+        def pad(key, value):
+            return torch.tensor([b[key] + [value] * (width - len(b[key])) for b in batch])
+
+        k = recipe.target_k
+        return {
+            "input_ids": pad("input_ids", tok.pad_token_id),
+            "attention_mask": torch.tensor(
+                [[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch]
+            ),
+            "labels": pad("labels", -100),
+            "target_ids": pad("target_ids", [0] * k),
+            "target_probs": pad("target_probs", [0.0] * k).float(),
+        }
+
+    hard = float(recipe.hard_target_weight)
+
+    class SoftTargetTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            t_ids, t_probs = inputs.pop("target_ids"), inputs.pop("target_probs")
+            outputs = model(**inputs)
+            # logits at position t predict token t + 1
+            loss = soft_target_loss(
+                outputs.logits[:, :-1], labels[:, 1:], t_ids[:, 1:], t_probs[:, 1:], hard
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    if not recipe.init_adapter:
+        model = get_peft_model(model, recipe_lora(model, recipe))
+    args = TrainingArguments(**common, remove_unused_columns=False)
+    return SoftTargetTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collate,
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+
+
 def train_sft(
     recipe: SFTRecipe,
     rows: list[dict] | None = None,
@@ -459,6 +555,8 @@ def train_sft(
     clean_stale_tmp(out)
     clock = RunClock(out)
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
+    if recipe.targets not in ("tokens", "sampler"):
+        raise ValueError(f"targets must be 'tokens' or 'sampler', got {recipe.targets!r}")
     if rows is None:
         rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
     held_out = []
@@ -478,10 +576,6 @@ def train_sft(
     tok = load_tokenizer(path)
     tok.padding_side = "right"  # training pads on the right; generation uses left
     examples = build_sft_examples(rows, stats, fmt, tok, recipe.conditioned)
-    dataset = Dataset.from_list(examples).shuffle(seed=recipe.seed)
-    if recipe.group_by_length:
-        group = recipe.batch_size * recipe.grad_accum * _world_size()
-        dataset = dataset.select(length_buckets(_lengths(dataset), group, recipe.seed))
 
     kwargs = {}
     if recipe.load_in_8bit:
@@ -491,12 +585,9 @@ def train_sft(
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.float32, use_safetensors=True, **kwargs
     )
-    peft_config = None
     if recipe.init_adapter:
         model = PeftModel.from_pretrained(model, recipe.init_adapter, is_trainable=True)
-    else:
-        peft_config = recipe_lora(model, recipe)
-    args = SFTConfig(
+    common = dict(
         output_dir=str(out / "checkpoints"),
         learning_rate=recipe.learning_rate,
         lr_scheduler_type=recipe.lr_scheduler,
@@ -506,7 +597,6 @@ def train_sft(
         gradient_accumulation_steps=recipe.grad_accum,
         max_steps=recipe.max_steps,
         num_train_epochs=recipe.num_epochs,
-        max_length=recipe.max_length,
         save_steps=recipe.save_steps,
         save_total_limit=2,
         logging_steps=recipe.logging_steps,
@@ -514,21 +604,29 @@ def train_sft(
         # length_buckets fixed the order already (shuffled buckets of similar length)
         train_sampling_strategy="sequential" if recipe.group_by_length else "random",
         gradient_checkpointing=recipe.gradient_checkpointing,
-        completion_only_loss=True,
         use_cpu=not torch.cuda.is_available(),
         report_to=[],
         seed=recipe.seed,
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tok,
-        peft_config=peft_config,
-        callbacks=[checkpoint_callback(clock)],
-    )
+    callbacks = [checkpoint_callback(clock)]
+    if recipe.targets == "sampler":
+        trainer = soft_target_trainer(recipe, model, tok, rows, examples, path, common, callbacks)
+    else:
+        dataset = Dataset.from_list(examples).shuffle(seed=recipe.seed)
+        if recipe.group_by_length:
+            group = recipe.batch_size * recipe.grad_accum * _world_size()
+            dataset = dataset.select(length_buckets(_lengths(dataset), group, recipe.seed))
+        args = SFTConfig(**common, max_length=recipe.max_length, completion_only_loss=True)
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tok,
+            peft_config=recipe_lora(model, recipe) if not recipe.init_adapter else None,
+            callbacks=callbacks,
+        )
     if held_out:
         log = out / CONTRAST_LOG
         trainer.add_callback(contrast_monitor(recipe.monitor_steps, tok, held_out, stats, fmt, log))

@@ -230,3 +230,77 @@ def test_monitor_logs_held_out_tag_contrast_and_trains_without_those_prompts(
     assert all(line["farthest"]["n_pairs"] == 2 for line in lines)
     assert all(np.isfinite(line["farthest"]["mean_nll_increase"]) for line in lines)
     assert json.loads((tmp_path / "train_log.json").read_text())["n_examples"] == len(train)
+
+
+def test_soft_target_loss_with_one_hot_targets_is_the_token_loss():
+    import torch
+
+    from ric.distill import soft_target_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 11)
+    labels = torch.tensor([[-100, 3, 4, 5, -100], [-100, -100, 1, 2, 3]])
+    ids = labels.clamp(min=0).unsqueeze(-1)
+    probs = torch.ones(2, 5, 1)
+    token = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1))
+    assert soft_target_loss(logits, labels, ids, probs).item() == pytest.approx(token.item())
+    # A spread target costs more than the one-hot one at the model's own argmax, and the hard
+    # weight mixes the two linearly.
+    two = torch.stack([ids[..., 0], (ids[..., 0] + 1) % 11], -1)
+    half = torch.full((2, 5, 2), 0.5)
+    soft = soft_target_loss(logits, labels, two, half).item()
+    mixed = soft_target_loss(logits, labels, two, half, hard_weight=0.25).item()
+    assert mixed == pytest.approx(0.75 * soft + 0.25 * token.item())
+
+
+def test_sampler_targets_are_the_distribution_generate_samples_from(model_dir):
+    """Temperature and repetition penalty as transformers' own logits processors apply them,
+    token by token along the answer, the prompt counted as seen."""
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+    )
+
+    from ric.conditioning import format_plain_prompt
+    from ric.distill import sampler_targets
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    row = {"prompt": "hello there", "instruction": "Be brief.", "temperature": 0.7}
+    completion = "a b a b c" + tok.eos_token
+    ids, probs = sampler_targets(model, tok, row, completion, k=5, repetition_penalty=1.3)
+    prompt = format_plain_prompt(row["prompt"], tok, system=row["instruction"])
+    p = tok(prompt, add_special_tokens=False).input_ids
+    c = tok(completion, add_special_tokens=False).input_ids
+    assert ids.shape == probs.shape == (len(c), 5)
+    penalty, warp = RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7)
+    for t in range(len(c)):
+        prefix = torch.tensor([p + c[:t]])
+        with torch.no_grad():
+            logits = model(prefix).logits[:, -1]
+        q = torch.softmax(warp(prefix, penalty(prefix, logits)), -1)[0]
+        top = q.topk(5)
+        assert ids[t].tolist() == top.indices.tolist()
+        expect = (top.values / top.values.sum()).numpy()
+        assert np.allclose(probs[t].astype(float), expect, atol=2e-3)
+
+
+def test_sft_on_sampler_targets_trains_lora_and_builds_targets_once(tmp_path, model_dir, data_dir):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    recipe = sft_recipe(tmp_path / "sft", model_dir, data, targets="sampler", target_k=4)
+    adapter = train_sft(recipe)
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    chunks = sorted((data / "teacher_k4").glob("*.safetensors"))
+    assert chunks and json.loads((data / "teacher_k4" / "targets.json").read_text())["k"] == 4
+    stamp = [c.stat().st_mtime_ns for c in chunks]
+    train_sft(sft_recipe(tmp_path / "again", model_dir, data, targets="sampler", target_k=4))
+    assert [c.stat().st_mtime_ns for c in chunks] == stamp  # reused, not rebuilt
+    with pytest.raises(ValueError, match="targets must be"):
+        train_sft(sft_recipe(tmp_path / "bad", model_dir, data, targets="soft"))
