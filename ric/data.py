@@ -346,9 +346,7 @@ def reward_measures(rows: list[dict], names: list[str]) -> dict:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r["prompt"], []).append(i)
-    centered = raw.copy()
-    for idx in groups.values():
-        centered[idx] -= raw[idx].mean(axis=0)
+    centered = _center(raw, groups)
     multi = [i for idx in groups.values() if len(idx) > 1 for i in idx]
     var = raw[multi].var(axis=0)
     within = np.where(var > 0, centered[multi].var(axis=0) / np.where(var > 0, var, 1), 0.0)
@@ -363,18 +361,23 @@ def reward_measures(rows: list[dict], names: list[str]) -> dict:
         "within_prompt": within.round(3).tolist(),
         "spearman": spearman_matrix(raw).round(3).tolist(),
         "spearman_within_prompt": spearman_matrix(centered[multi]).round(3).tolist(),
-        "length_spearman": _length_spearman(rows, raw, centered, groups),
+        "length_spearman": _length_spearman(rows, raw, centered, groups, multi),
     }
 
 
-def _length_spearman(rows, raw, centered, groups) -> list[list[float]] | None:
+def _center(x: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
+    """x minus each prompt's mean (rows of a prompt = one group of indices)."""
+    out = x.copy()
+    for idx in groups.values():
+        out[idx] -= x[idx].mean(axis=0)
+    return out
+
+
+def _length_spearman(rows, raw, centered, groups, multi) -> list[list[float]] | None:
     if not all("n_tokens" in r for r in rows):
         return None
     n = np.array([r["n_tokens"] for r in rows], float)
-    n_centered = n.copy()
-    for idx in groups.values():
-        n_centered[idx] -= n[idx].mean()
-    multi = [i for idx in groups.values() if len(idx) > 1 for i in idx]
+    n_centered = _center(n, groups)
     with np.errstate(invalid="ignore"):  # a reward constant within prompts has no rank order
         every = spearman_matrix(np.column_stack([raw, n]))[-1, :-1]
         within = spearman_matrix(np.column_stack([centered[multi], n_centered[multi]]))[-1, :-1]

@@ -26,8 +26,6 @@ import numpy as np
 from ric.artifacts import read_json, write_json
 from ric.conditioning import format_plain_prompt
 
-TARGETS = "teacher"
-
 
 def sampler_targets(
     model, tokenizer, row: dict, completion: str, k: int = 32, repetition_penalty: float = 1.0

@@ -124,6 +124,13 @@ def relevance(batch_size: int = 64, device: str = "cpu") -> RewardFn:
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
+def _vader_compound() -> Callable[[str], float]:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    return lambda text: analyzer.polarity_scores(text)["compound"]
+
+
 def positivity() -> RewardFn:
     """Mean VADER compound sentiment of the response's sentences, in [-1, 1] (the prompt is
     ignored; an empty response scores 0).
@@ -138,17 +145,11 @@ def positivity() -> RewardFn:
     >>> fn(["How was it?"], ["It was wonderful!"])  # doctest: +SKIP
     array([0.57...])
     """
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    analyzer = SentimentIntensityAnalyzer()
+    compound = _vader_compound()
 
     def one(text: str) -> float:
         parts = [p for p in _SENTENCE_RE.split(text) if p.strip()]
-        return (
-            float(np.mean([analyzer.polarity_scores(p)["compound"] for p in parts]))
-            if parts
-            else 0.0
-        )
+        return float(np.mean([compound(p) for p in parts])) if parts else 0.0
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
         return [one(r) for r in responses]
@@ -159,12 +160,10 @@ def positivity() -> RewardFn:
 def positivity_text() -> RewardFn:
     """VADER compound sentiment of the whole response, in [-1, 1]: rises with the length of a
     mildly positive text (see `positivity`)."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    analyzer = SentimentIntensityAnalyzer()
+    compound = _vader_compound()
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
-        return [analyzer.polarity_scores(r)["compound"] for r in responses]
+        return [compound(r) for r in responses]
 
     return _reward_fn(score, "positivity_text", positivity_text.__doc__)
 

@@ -9,7 +9,6 @@ metadata. `ResumableCheckpoints` is the one checkpoint rule every trainer follow
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from ric.artifacts import (
     CHECKPOINT_DONE,
     RicMeta,
+    append_jsonl,
     atomic_dir,
     clean_stale_tmp,
     last_checkpoint,
@@ -407,8 +407,7 @@ def contrast_monitor(every: int, tokenizer, rows, stats, fmt, log: Path):
             model.eval()
             c = tag_contrast(model, tokenizer, rows, stats, fmt, len(rows), pairing="farthest")
             model.train()
-            with open(log, "a") as f:
-                f.write(json.dumps({"step": state.global_step, "farthest": c}) + "\n")
+            append_jsonl(log, [{"step": state.global_step, "farthest": c}])
             print(
                 f"ric: step {state.global_step} held-out tag contrast "
                 f"{c['mean_nll_increase']:+.2f} +- {c['sem']:.2f} nats",
@@ -467,15 +466,15 @@ def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, 
     completions = [sft_completion(r["response"], fmt, tok) for r in every]
     folder = build_targets(recipe.data_dir, every, completions, model_path, recipe.target_k)
     targets = load_targets(folder)
+    k = recipe.target_k
     items = []
     for r, e in zip(rows, examples, strict=True):
         p = tok(e["prompt"], add_special_tokens=False).input_ids
         c = tok(e["completion"], add_special_tokens=False).input_ids
         ids, probs = targets[r["key"]]
-        if len(ids) != len(c) or ids.shape[1] < recipe.target_k:
+        if len(ids) != len(c) or ids.shape[1] < k:
             raise ValueError(f"sampler targets of {r['key']} do not match its answer: rebuild")
         n = min(len(c), recipe.max_length - len(p))  # cut from the right, as SFTTrainer does
-        k = recipe.target_k
         items.append(
             {
                 "input_ids": p + c[:n],
@@ -496,7 +495,6 @@ def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, 
         def pad(key, value):
             return torch.tensor([b[key] + [value] * (width - len(b[key])) for b in batch])
 
-        k = recipe.target_k
         return {
             "input_ids": pad("input_ids", tok.pad_token_id),
             "attention_mask": torch.tensor(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ric.artifacts import atomic_write_text, read_json
+from ric.artifacts import atomic_write_text, read_json, read_jsonl
 from ric.plotting import is_base_front, save_front_figures
 
 
@@ -424,7 +424,6 @@ def main(argv=None):
 
 def contrast_curve(stage: Path) -> list[str]:
     """The held-out tag contrast an SFT stage logged while it trained (monitor_steps)."""
-    from ric.artifacts import read_jsonl
     from ric.sft import CONTRAST_LOG
 
     log = stage / CONTRAST_LOG
@@ -452,8 +451,6 @@ def contrast_curve(stage: Path) -> list[str]:
 def examples_section(folder: Path, n: int, label: str) -> list[str]:
     """The first n prompts' replies at both ends and the middle of the sweep, copied from the
     evaluation's samples.jsonl as generated (no choosing): what a user sees as the slider moves."""
-    from ric.artifacts import read_jsonl
-
     rows = read_jsonl(folder / "samples.jsonl")
     sweep = sorted({tuple(r["weights"]) for r in rows if r["weights"]}, key=lambda w: w[0])
     if not sweep or n <= 0:
