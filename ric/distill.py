@@ -28,10 +28,18 @@ from ric.conditioning import format_plain_prompt
 
 
 def sampler_targets(
-    model, tokenizer, row: dict, completion: str, k: int = 32, repetition_penalty: float = 1.0
+    model,
+    tokenizer,
+    row: dict,
+    completion: str,
+    k: int = 32,
+    repetition_penalty: float = 1.0,
+    temperature: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probs), each (len(completion tokens), k): the top-k of the distribution each
-    completion token was sampled from (float16 probabilities renormalized over the k)."""
+    completion token was sampled from (float16 probabilities renormalized over the k).
+    temperature: None = the row's own; 1.0 with no penalty = what the hidden instruction alone
+    made of the model's distribution (targets "instruction")."""
     import torch
 
     prompt = format_plain_prompt(row["prompt"], tokenizer, system=row.get("instruction") or None)
@@ -52,7 +60,8 @@ def sampler_targets(
             )
             logits[t] = torch.where(seen, penalized, row_logits)
             seen[c[t]] = True
-    probs = torch.softmax(logits / float(row.get("temperature") or 1.0), dim=-1)
+    t = temperature if temperature is not None else float(row.get("temperature") or 1.0)
+    probs = torch.softmax(logits / t, dim=-1)
     top = probs.topk(k, dim=-1)
     q = top.values / top.values.sum(-1, keepdim=True)
     return top.indices.numpy().astype(np.int32), q.numpy().astype(np.float16)
@@ -65,10 +74,12 @@ def build_targets(
     model_path: str,
     k: int = 32,
     chunk: int = 64,
+    instruction_only: bool = False,
 ) -> Path:
-    """DATA/teacher_k{k}/: the sampler's top-k targets of every row, in resumable chunks (one
-    safetensors file per `chunk` rows, written whole). Needs rows with "temperature" and,
-    optionally, "instruction" (ric.data's samples)."""
+    """DATA/teacher_k{k}/ (instruction_only: DATA/instruction_k{k}/): the sampler's top-k
+    targets of every row, in resumable chunks (one safetensors file per `chunk` rows, written
+    whole). Needs rows with "temperature" and, optionally, "instruction" (ric.data's samples).
+    instruction_only: at temperature 1 without the repetition penalty."""
     import torch
     from safetensors.numpy import save_file
     from tqdm import tqdm
@@ -76,10 +87,11 @@ def build_targets(
 
     from ric.models import load_tokenizer
 
-    out = Path(data_dir) / f"teacher_k{k}"
+    out = Path(data_dir) / f"{'instruction' if instruction_only else 'teacher'}_k{k}"
     out.mkdir(parents=True, exist_ok=True)
     config = read_json(Path(data_dir) / "data.json")["config"]
-    penalty = float(config.get("repetition_penalty", 1.0))
+    penalty = 1.0 if instruction_only else float(config.get("repetition_penalty", 1.0))
+    temperature = 1.0 if instruction_only else None
     tok = load_tokenizer(model_path)
     model = None
     starts = range(0, len(rows), chunk)
@@ -91,12 +103,13 @@ def build_targets(
             model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
         tensors = {}
         for i in range(start, min(start + chunk, len(rows))):
-            ids, q = sampler_targets(model, tok, rows[i], completions[i], k, penalty)
+            ids, q = sampler_targets(model, tok, rows[i], completions[i], k, penalty, temperature)
             tensors[f"{rows[i]['key']}/ids"], tensors[f"{rows[i]['key']}/probs"] = ids, q
         tmp = name.with_suffix(".partial")  # a killed run leaves no half-written chunk
         save_file(tensors, str(tmp))
         os.replace(tmp, name)
-    write_json(out / "targets.json", {"k": k, "repetition_penalty": penalty, "n_rows": len(rows)})
+    meta = {"k": k, "repetition_penalty": penalty, "temperature": temperature, "n_rows": len(rows)}
+    write_json(out / "targets.json", meta)
     return out
 
 

@@ -33,6 +33,7 @@ from ric.normalization import RewardStats
 from ric.runlog import RunClock, command_line, set_threads_from_env
 
 TRAIN_LOG = "train_log.json"
+TARGETS = ("tokens", "sampler", "instruction")
 
 
 @dataclasses.dataclass
@@ -81,11 +82,13 @@ class SFTRecipe:
         "tokens",
         "'tokens': the answer's own tokens (the paper); 'sampler': along the same answer, the "
         "distribution each token was sampled from (its top target_k; ric.distill): the same "
-        "expectation without the sampling noise, for data the model sampled itself",
+        "expectation without the sampling noise, for data the model sampled itself; "
+        "'instruction': the same at temperature 1 without the repetition penalty, so that the "
+        "targets differ from the model's own only by what the hidden instruction changed",
     )
-    target_k: int = field(32, "for targets=sampler: tokens kept of each sampling distribution")
+    target_k: int = field(32, "for soft targets: tokens kept of each distribution")
     hard_target_weight: float = field(
-        0.0, "for targets=sampler: weight of the ordinary one-hot loss mixed in (0..1)"
+        0.0, "for soft targets: weight of the ordinary one-hot loss mixed in (0..1)"
     )
     monitor_steps: int = field(
         0,
@@ -94,6 +97,15 @@ class SFTRecipe:
         "learned, while it trains (0: off, nothing held out)",
     )
     monitor_prompts: int = field(24, "prompts held out for monitor_steps")
+    contrast_weight: float = field(
+        0.0,
+        "weight of the paired tag-contrast term (tag_contrast_loss): each answer is also scored "
+        "under the tags of its prompt's most differently scored answer and is trained to be "
+        "less likely there (0: plain SFT; targets=tokens only)",
+    )
+    contrast_margin: float = field(
+        10.0, "nats of contrast per answer at which that term fades (1 / its temperature)"
+    )
     seed: int = field(0, "random seed")
 
 
@@ -450,12 +462,38 @@ def run_trainer(trainer, checkpoints: Path) -> dict:
     }
 
 
+def _ordered_dataset(items: list[dict], recipe):
+    """The custom trainers' examples as a Dataset in training order: shuffled, then
+    (group_by_length) in length_buckets' order."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(items).shuffle(seed=recipe.seed)
+    if recipe.group_by_length:
+        group = recipe.batch_size * recipe.grad_accum * _world_size()
+        lengths = [len(x) for x in dataset["input_ids"]]
+        dataset = dataset.select(length_buckets(lengths, group, recipe.seed))
+    return dataset
+
+
+def _pad(rows: list[list], value, width: int):
+    import torch
+
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+def _tokens(tok, e: dict, max_length: int) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of a prompt-completion example, the completion cut from the right
+    to max_length as SFTTrainer does."""
+    p = tok(e["prompt"], add_special_tokens=False).input_ids
+    c = tok(e["completion"], add_special_tokens=False).input_ids
+    c = c[: max(0, max_length - len(p))]
+    return p + c, [-100] * len(p) + c
+
+
 def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, callbacks):
     """A transformers Trainer on the sampler's targets (ric.distill) for `examples` (built
     from `rows`, which carry the sampling temperature and hidden instruction): the targets of
     every row of recipe.data_dir are computed once, in resumable chunks, before training."""
-    import torch
-    from datasets import Dataset
     from peft import get_peft_model
     from transformers import Trainer, TrainingArguments
 
@@ -464,45 +502,42 @@ def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, 
     every = read_jsonl(Path(recipe.data_dir) / "dataset.jsonl")
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
     completions = [sft_completion(r["response"], fmt, tok) for r in every]
-    folder = build_targets(recipe.data_dir, every, completions, model_path, recipe.target_k)
+    folder = build_targets(
+        recipe.data_dir,
+        every,
+        completions,
+        model_path,
+        recipe.target_k,
+        instruction_only=recipe.targets == "instruction",
+    )
     targets = load_targets(folder)
     k = recipe.target_k
     items = []
     for r, e in zip(rows, examples, strict=True):
-        p = tok(e["prompt"], add_special_tokens=False).input_ids
-        c = tok(e["completion"], add_special_tokens=False).input_ids
+        whole = len(tok(e["completion"], add_special_tokens=False).input_ids)
+        input_ids, labels = _tokens(tok, e, recipe.max_length)
         ids, probs = targets[r["key"]]
-        if len(ids) != len(c) or ids.shape[1] < k:
+        if len(ids) != whole or ids.shape[1] < k:
             raise ValueError(f"sampler targets of {r['key']} do not match its answer: rebuild")
-        n = min(len(c), recipe.max_length - len(p))  # cut from the right, as SFTTrainer does
+        p, n = labels.count(-100), len(labels) - labels.count(-100)
         items.append(
             {
-                "input_ids": p + c[:n],
-                "labels": [-100] * len(p) + c[:n],
-                "target_ids": [[0] * k] * len(p) + ids[:n, :k].tolist(),
-                "target_probs": [[0.0] * k] * len(p) + probs[:n, :k].astype(float).tolist(),
+                "input_ids": input_ids,
+                "labels": labels,
+                "target_ids": [[0] * k] * p + ids[:n, :k].tolist(),
+                "target_probs": [[0.0] * k] * p + probs[:n, :k].astype(float).tolist(),
             }
         )
-    dataset = Dataset.from_list(items).shuffle(seed=recipe.seed)
-    if recipe.group_by_length:
-        group = recipe.batch_size * recipe.grad_accum * _world_size()
-        lengths = [len(x) for x in dataset["input_ids"]]
-        dataset = dataset.select(length_buckets(lengths, group, recipe.seed))
+    dataset = _ordered_dataset(items, recipe)
 
     def collate(batch: list[dict]) -> dict:
         width = max(len(b["input_ids"]) for b in batch)
-
-        def pad(key, value):
-            return torch.tensor([b[key] + [value] * (width - len(b[key])) for b in batch])
-
         return {
-            "input_ids": pad("input_ids", tok.pad_token_id),
-            "attention_mask": torch.tensor(
-                [[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch]
-            ),
-            "labels": pad("labels", -100),
-            "target_ids": pad("target_ids", [0] * k),
-            "target_probs": pad("target_probs", [0.0] * k).float(),
+            "input_ids": _pad([b["input_ids"] for b in batch], tok.pad_token_id, width),
+            "attention_mask": _pad([[1] * len(b["input_ids"]) for b in batch], 0, width),
+            "labels": _pad([b["labels"] for b in batch], -100, width),
+            "target_ids": _pad([b["target_ids"] for b in batch], [0] * k, width),
+            "target_probs": _pad([b["target_probs"] for b in batch], [0.0] * k, width).float(),
         }
 
     hard = float(recipe.hard_target_weight)
@@ -522,6 +557,100 @@ def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, 
         model = get_peft_model(model, recipe_lora(model, recipe))
     args = TrainingArguments(**common, remove_unused_columns=False)
     return SoftTargetTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collate,
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+
+
+def contrast_partners(rows: list[dict], stats: RewardStats, decimals: int = 1) -> list[int | None]:
+    """For each row, the index of the row answering the same prompt whose normalized rewards lie
+    farthest from its own (None when no other answer to its prompt carries different tags)."""
+    z = np.round(stats.normalize(np.array([r["raw"] for r in rows])), decimals)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["prompt"], []).append(i)
+    out: list[int | None] = []
+    for i, r in enumerate(rows):
+        others = [j for j in groups[r["prompt"]] if j != i and (z[j] != z[i]).any()]
+        out.append(max(others, key=lambda j: np.linalg.norm(z[j] - z[i])) if others else None)
+    return out
+
+
+def tag_contrast_loss(logits, labels, weight: float, margin: float):
+    """SFT loss plus a paired tag-contrast term, per completion token.
+
+    logits (2B, T, V) and labels (2B, T), aligned (labels[:, t] is what logits[:, t] predicts,
+    -100 elsewhere): rows 0..B-1 are answers under their own tags, rows B..2B-1 the same answers
+    under their partner's tags (all labels -100 for an answer without a partner). With
+    d = log p(answer | own tags) - log p(answer | partner's tags), summed over the answer, the
+    term is margin * softplus(-d / margin): its gradient moves each token of an answer by at
+    most `weight` times its own SFT gradient, and fades once d passes `margin` nats, the size
+    of the contrast a hidden instruction gives the base model (docs/METHOD.md section 4)."""
+    import torch
+
+    b = labels.shape[0] // 2
+    mask = labels != -100
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+    own, swapped = token[:b].sum(1), token[b:].sum(1)
+    paired = mask[b:].any(1)
+    d = own - swapped
+    contrast = margin * torch.nn.functional.softplus(-d / margin) * paired
+    n = mask[:b].sum().clamp(min=1)
+    return (-own.sum() + weight * contrast.sum()) / n
+
+
+def paired_contrast_trainer(recipe, model, tok, rows, examples, stats, fmt, common, callbacks):
+    """A transformers Trainer on tag_contrast_loss: each batch holds its answers twice, under
+    their own tags and under their partner's (contrast_partners)."""
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    partners = contrast_partners(rows, stats, fmt.decimals)
+    items = []
+    for r, e, j in zip(rows, examples, partners, strict=True):
+        input_ids, labels = _tokens(tok, e, recipe.max_length)
+        swapped_ids, swapped_labels = [tok.pad_token_id], [-100]
+        if j is not None:
+            other = build_sft_examples([{**rows[j], "response": r["response"]}], stats, fmt, tok)[0]
+            swapped_ids, swapped_labels = _tokens(tok, other, recipe.max_length)
+        items.append(
+            {
+                "input_ids": input_ids,
+                "labels": labels,
+                "swapped_ids": swapped_ids,
+                "swapped_labels": swapped_labels,
+            }
+        )
+    dataset = _ordered_dataset(items, recipe)
+
+    def collate(batch: list[dict]) -> dict:
+        ids = [b["input_ids"] for b in batch] + [b["swapped_ids"] for b in batch]
+        labels = [b["labels"] for b in batch] + [b["swapped_labels"] for b in batch]
+        width = max(len(x) for x in ids)
+        return {
+            "input_ids": _pad(ids, tok.pad_token_id, width),
+            "attention_mask": _pad([[1] * len(x) for x in ids], 0, width),
+            "labels": _pad(labels, -100, width),
+        }
+
+    weight, margin = float(recipe.contrast_weight), float(recipe.contrast_margin)
+
+    class PairedContrastTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = tag_contrast_loss(outputs.logits[:, :-1], labels[:, 1:], weight, margin)
+            return (loss, outputs) if return_outputs else loss
+
+    if not recipe.init_adapter:
+        model = get_peft_model(model, recipe_lora(model, recipe))
+    args = TrainingArguments(**common, remove_unused_columns=False)
+    return PairedContrastTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -553,8 +682,8 @@ def train_sft(
     clean_stale_tmp(out)
     clock = RunClock(out)
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
-    if recipe.targets not in ("tokens", "sampler"):
-        raise ValueError(f"targets must be 'tokens' or 'sampler', got {recipe.targets!r}")
+    if recipe.targets not in TARGETS:
+        raise ValueError(f"targets must be one of {TARGETS}, got {recipe.targets!r}")
     if rows is None:
         rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
     held_out = []
@@ -609,8 +738,14 @@ def train_sft(
         disable_tqdm=False,
     )
     callbacks = [checkpoint_callback(clock)]
-    if recipe.targets == "sampler":
+    if recipe.contrast_weight and recipe.targets != "tokens":
+        raise ValueError("contrast_weight works with targets='tokens' only")
+    if recipe.targets != "tokens":
         trainer = soft_target_trainer(recipe, model, tok, rows, examples, path, common, callbacks)
+    elif recipe.contrast_weight:
+        trainer = paired_contrast_trainer(
+            recipe, model, tok, rows, examples, stats, fmt, common, callbacks
+        )
     else:
         dataset = Dataset.from_list(examples).shuffle(seed=recipe.seed)
         if recipe.group_by_length:

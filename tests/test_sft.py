@@ -286,6 +286,14 @@ def test_sampler_targets_are_the_distribution_generate_samples_from(model_dir):
         assert ids[t].tolist() == top.indices.tolist()
         expect = (top.values / top.values.sum()).numpy()
         assert np.allclose(probs[t].astype(float), expect, atol=2e-3)
+    # "instruction" targets: the model's own distribution under the instruction, unwarped.
+    ids, probs = sampler_targets(model, tok, row, completion, k=5, temperature=1.0)
+    with torch.no_grad():
+        plain = torch.softmax(model(torch.tensor([p + c])).logits[0, len(p) - 1 : -1], -1)
+    top = plain.topk(5)
+    assert ids.tolist() == top.indices.tolist()
+    expect = (top.values / top.values.sum(-1, keepdim=True)).numpy()
+    assert np.allclose(probs.astype(float), expect, atol=2e-3)
 
 
 def test_sft_on_sampler_targets_trains_lora_and_builds_targets_once(tmp_path, model_dir, data_dir):
@@ -302,5 +310,73 @@ def test_sft_on_sampler_targets_trains_lora_and_builds_targets_once(tmp_path, mo
     stamp = [c.stat().st_mtime_ns for c in chunks]
     train_sft(sft_recipe(tmp_path / "again", model_dir, data, targets="sampler", target_k=4))
     assert [c.stat().st_mtime_ns for c in chunks] == stamp  # reused, not rebuilt
+    train_sft(sft_recipe(tmp_path / "instr", model_dir, data, targets="instruction", target_k=4))
+    meta = json.loads((data / "instruction_k4" / "targets.json").read_text())
+    assert meta["temperature"] == 1.0 and meta["repetition_penalty"] == 1.0
     with pytest.raises(ValueError, match="targets must be"):
         train_sft(sft_recipe(tmp_path / "bad", model_dir, data, targets="soft"))
+
+
+def test_contrast_partners_pair_each_answer_with_its_prompts_farthest():
+    from ric.sft import contrast_partners
+
+    rows = [
+        {"prompt": "a", "raw": [0.0, 0.0]},
+        {"prompt": "a", "raw": [1.0, 0.0]},
+        {"prompt": "a", "raw": [4.0, 4.0]},
+        {"prompt": "b", "raw": [2.0, 2.0]},
+        {"prompt": "c", "raw": [1.0, 1.0]},
+        {"prompt": "c", "raw": [1.0, 1.0]},  # same tags: no partner
+    ]
+    stats = RewardStats.fit(np.array([r["raw"] for r in rows]), ["x", "y"])
+    assert contrast_partners(rows, stats) == [2, 2, 0, None, None, None]
+
+
+def test_tag_contrast_loss_is_sft_plus_a_fading_contrast_term():
+    import torch
+
+    from ric.sft import tag_contrast_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5, 7, requires_grad=True)
+    labels = torch.tensor(
+        [
+            [-100, 1, 2, 3, -100],
+            [-100, -100, 4, 5, 6],
+            [-100, 1, 2, 3, -100],  # answer 0 under its partner's tags
+            [-100, -100, -100, -100, -100],  # answer 1 has no partner
+        ]
+    )
+    logp = torch.log_softmax(logits, -1)
+    tok = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (labels != -100)
+    sft = -tok[:2].sum() / 6
+    assert tag_contrast_loss(logits, labels, 0.0, 10.0).item() == pytest.approx(sft.item())
+    d = tok[0].sum() - tok[2].sum()
+    term = 10.0 * torch.nn.functional.softplus(-d / 10.0) / 6
+    got = tag_contrast_loss(logits, labels, 0.5, 10.0)
+    assert got.item() == pytest.approx((sft + 0.5 * term).item(), rel=1e-5)
+    # The term pushes the answer down under the partner's tags, and never harder per token
+    # than `weight` times the SFT gradient.
+    got.backward()
+    swapped_grad = logits.grad[2].gather(-1, labels[2].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    assert (swapped_grad[labels[2] != -100] > 0).all()
+    # Far past the margin, the term is flat: only the SFT loss is left.
+    wide = logits.detach().clone()
+    wide[2, torch.arange(5), labels[2].clamp(min=0)] -= 1000.0
+    assert tag_contrast_loss(wide, labels, 0.5, 10.0).item() == pytest.approx(
+        tag_contrast_loss(wide, labels, 0.0, 10.0).item(), abs=1e-4
+    )
+
+
+def test_sft_with_contrast_weight_trains_on_pairs(tmp_path, model_dir, data_dir):
+    recipe = sft_recipe(tmp_path / "sft", model_dir, data_dir, contrast_weight=0.5)
+    adapter = train_sft(recipe)
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    assert RicMeta.load(adapter).extra["recipe"]["contrast_weight"] == 0.5
+    with pytest.raises(ValueError, match="targets='tokens' only"):
+        train_sft(
+            sft_recipe(
+                tmp_path / "bad", model_dir, data_dir, contrast_weight=0.5, targets="sampler"
+            )
+        )
