@@ -34,6 +34,7 @@ from ric.runlog import RunClock, command_line, set_threads_from_env
 
 TRAIN_LOG = "train_log.json"
 TARGETS = ("tokens", "sampler", "instruction")
+MODEL_INPUTS = ("input_ids", "attention_mask")
 
 
 @dataclasses.dataclass
@@ -494,8 +495,6 @@ def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, 
     """A transformers Trainer on the sampler's targets (ric.distill) for `examples` (built
     from `rows`, which carry the sampling temperature and hidden instruction): the targets of
     every row of recipe.data_dir are computed once, in resumable chunks, before training."""
-    from peft import get_peft_model
-    from transformers import Trainer, TrainingArguments
 
     from ric.distill import build_targets, load_targets, soft_target_loss
 
@@ -542,23 +541,32 @@ def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, 
 
     hard = float(recipe.hard_target_weight)
 
-    class SoftTargetTrainer(Trainer):
+    def loss(logits, b):
+        return soft_target_loss(logits, b["labels"], b["target_ids"], b["target_probs"], hard)
+
+    return _loss_trainer(recipe, model, tok, dataset, collate, loss, common, callbacks)
+
+
+def _loss_trainer(recipe, model, tok, dataset, collate, loss, common, callbacks):
+    """A transformers Trainer (LoRA added unless the recipe continues an adapter) whose loss is
+    `loss(logits, batch)`: the logits at every position but the last, and the collated fields
+    other than the model's inputs shifted to match (field[:, t] goes with the logits that
+    predict token t + 1)."""
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    class LossTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
-            t_ids, t_probs = inputs.pop("target_ids"), inputs.pop("target_probs")
+            extra = {k: inputs.pop(k)[:, 1:] for k in list(inputs) if k not in MODEL_INPUTS}
             outputs = model(**inputs)
-            # logits at position t predict token t + 1
-            loss = soft_target_loss(
-                outputs.logits[:, :-1], labels[:, 1:], t_ids[:, 1:], t_probs[:, 1:], hard
-            )
-            return (loss, outputs) if return_outputs else loss
+            value = loss(outputs.logits[:, :-1], extra)
+            return (value, outputs) if return_outputs else value
 
     if not recipe.init_adapter:
         model = get_peft_model(model, recipe_lora(model, recipe))
-    args = TrainingArguments(**common, remove_unused_columns=False)
-    return SoftTargetTrainer(
+    return LossTrainer(
         model=model,
-        args=args,
+        args=TrainingArguments(**common, remove_unused_columns=False),
         train_dataset=dataset,
         data_collator=collate,
         processing_class=tok,
@@ -607,8 +615,6 @@ def tag_contrast_loss(logits, labels, weight: float, margin: float):
 def paired_contrast_trainer(recipe, model, tok, rows, examples, stats, fmt, common, callbacks):
     """A transformers Trainer on tag_contrast_loss: each batch holds its answers twice, under
     their own tags and under their partner's (contrast_partners)."""
-    from peft import get_peft_model
-    from transformers import Trainer, TrainingArguments
 
     partners = contrast_partners(rows, stats, fmt.decimals)
     items = []
@@ -640,24 +646,10 @@ def paired_contrast_trainer(recipe, model, tok, rows, examples, stats, fmt, comm
 
     weight, margin = float(recipe.contrast_weight), float(recipe.contrast_margin)
 
-    class PairedContrastTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = tag_contrast_loss(outputs.logits[:, :-1], labels[:, 1:], weight, margin)
-            return (loss, outputs) if return_outputs else loss
+    def loss(logits, b):
+        return tag_contrast_loss(logits, b["labels"], weight, margin)
 
-    if not recipe.init_adapter:
-        model = get_peft_model(model, recipe_lora(model, recipe))
-    args = TrainingArguments(**common, remove_unused_columns=False)
-    return PairedContrastTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=collate,
-        processing_class=tok,
-        callbacks=callbacks,
-    )
+    return _loss_trainer(recipe, model, tok, dataset, collate, loss, common, callbacks)
 
 
 def train_sft(
