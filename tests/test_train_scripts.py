@@ -415,6 +415,10 @@ def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
     # What each hidden instruction did: k = 1, 3 -> a = base + 2, b = -2, 20 and 40 tokens.
     assert "| Be brief. | 4 | 2.500 | -2.000 | 0.500 | 30 |" in md
     assert "| (none) | 4 | 1.500 | -1.000 | 0.500 | 20 |" in md
+    # Within a prompt, a "Be brief." answer (k = 1, 3) against a plain one (k = 0, 2): a is
+    # higher in 3 of the 4 pairs, b in 1, c ties.
+    assert "| Be brief. | 8 | 0.75 | 0.25 | 0.50 |" in md
+    assert "| (none) | 8 | 0.25 | 0.75 | 0.50 |" in md
     assert json.loads((data / "rewards.json").read_text())["chosen"] == ["a", "b"]
     # Length: a grows with it (scipy's Spearman over all 8 answers: 0.919), c is constant
     # within each prompt.

@@ -113,7 +113,42 @@ def instruction_table(rows: list[dict], names: list[str]) -> list[str]:
         tokens = np.median([r.get("n_tokens", np.nan) for r in g])
         cells = " | ".join(f"{x:.3f}" for x in raw)
         lines.append(f"| {key} | {len(g)} | {cells} | {tokens:.0f} |")
+    auc = instruction_auc(rows, names)
+    lines += [
+        "",
+        "How well each reward marks an instruction's answers among the other answers to the same "
+        "prompt: over every such pair (this instruction, another), the share in which this "
+        "instruction's answer scores higher (ties count half). 0.50 = the reward does not tell "
+        "them apart, so tags on it cannot stand for the instruction; far from 0.50 = they can:",
+        "",
+        "| instruction | pairs | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for key in sorted(auc):
+        n, shares = auc[key]
+        lines.append(f"| {key} | {n} | " + " | ".join(f"{x:.2f}" for x in shares) + " |")
     return [*lines, ""]
+
+
+def instruction_auc(rows: list[dict], names: list[str]) -> dict[str, tuple[int, list[float]]]:
+    """instruction -> (pairs, per reward the share of pairs in which its answer beats an
+    answer to the same prompt sampled under another instruction, ties half): a within-prompt
+    AUC."""
+    import numpy as np
+
+    by_prompt: dict[str, list[dict]] = {}
+    for r in rows:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    wins: dict[str, list] = {}
+    for group in by_prompt.values():
+        for a in group:
+            for b in group:
+                ia, ib = a.get("instruction") or "(none)", b.get("instruction") or "(none)"
+                if ia == ib:
+                    continue
+                d = np.sign(np.array(a["raw"], float) - np.array(b["raw"], float))
+                wins.setdefault(ia, []).append((d + 1) / 2)
+    return {k: (len(v), np.mean(v, axis=0).round(3).tolist()) for k, v in wins.items()}
 
 
 def partial_rows(data: Path) -> tuple[list[dict], list[str]]:
