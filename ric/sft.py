@@ -463,16 +463,17 @@ def run_trainer(trainer, checkpoints: Path) -> dict:
     }
 
 
-def _ordered_dataset(items: list[dict], recipe):
-    """The custom trainers' examples as a Dataset in training order: shuffled, then
-    (group_by_length) in length_buckets' order."""
+def _ordered_dataset(items: list[dict], recipe, lengths=None):
+    """Training examples as a Dataset in training order: shuffled, then (group_by_length) in
+    length_buckets' order. lengths(dataset) -> one length per example (default: its
+    input_ids')."""
     from datasets import Dataset
 
     dataset = Dataset.from_list(items).shuffle(seed=recipe.seed)
     if recipe.group_by_length:
         group = recipe.batch_size * recipe.grad_accum * _world_size()
-        lengths = [len(x) for x in dataset["input_ids"]]
-        dataset = dataset.select(length_buckets(lengths, group, recipe.seed))
+        sizes = lengths(dataset) if lengths else [len(x) for x in dataset["input_ids"]]
+        dataset = dataset.select(length_buckets(sizes, group, recipe.seed))
     return dataset
 
 
@@ -617,13 +618,19 @@ def paired_contrast_trainer(recipe, model, tok, rows, examples, stats, fmt, comm
     their own tags and under their partner's (contrast_partners)."""
 
     partners = contrast_partners(rows, stats, fmt.decimals)
+    # Each answer with its partner's rewards, hence its partner's tags.
+    swapped = [
+        {**rows[j], "response": r["response"]}
+        for r, j in zip(rows, partners, strict=True)
+        if j is not None
+    ]
+    others = iter(build_sft_examples(swapped, stats, fmt, tok))
     items = []
-    for r, e, j in zip(rows, examples, partners, strict=True):
+    for e, j in zip(examples, partners, strict=True):
         input_ids, labels = _tokens(tok, e, recipe.max_length)
         swapped_ids, swapped_labels = [tok.pad_token_id], [-100]
         if j is not None:
-            other = build_sft_examples([{**rows[j], "response": r["response"]}], stats, fmt, tok)[0]
-            swapped_ids, swapped_labels = _tokens(tok, other, recipe.max_length)
+            swapped_ids, swapped_labels = _tokens(tok, next(others), recipe.max_length)
         items.append(
             {
                 "input_ids": input_ids,
@@ -661,7 +668,6 @@ def train_sft(
     """LoRA SFT; returns out_dir/adapter (LoRA weights + ric.json + reward_stats.json).
     `extra` is merged into the adapter's ric.json "extra" (a baseline's description)."""
     import torch
-    from datasets import Dataset
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -676,6 +682,13 @@ def train_sft(
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
     if recipe.targets not in TARGETS:
         raise ValueError(f"targets must be one of {TARGETS}, got {recipe.targets!r}")
+    if recipe.contrast_weight < 0 or recipe.contrast_margin <= 0:
+        raise ValueError(
+            f"contrast_weight must be >= 0 and contrast_margin > 0, got "
+            f"{recipe.contrast_weight} and {recipe.contrast_margin}"
+        )
+    if recipe.contrast_weight and recipe.targets != "tokens":
+        raise ValueError("contrast_weight works with targets='tokens' only")
     if rows is None:
         rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
     held_out = []
@@ -730,8 +743,6 @@ def train_sft(
         disable_tqdm=False,
     )
     callbacks = [checkpoint_callback(clock)]
-    if recipe.contrast_weight and recipe.targets != "tokens":
-        raise ValueError("contrast_weight works with targets='tokens' only")
     if recipe.targets != "tokens":
         trainer = soft_target_trainer(recipe, model, tok, rows, examples, path, common, callbacks)
     elif recipe.contrast_weight:
@@ -739,10 +750,7 @@ def train_sft(
             recipe, model, tok, rows, examples, stats, fmt, common, callbacks
         )
     else:
-        dataset = Dataset.from_list(examples).shuffle(seed=recipe.seed)
-        if recipe.group_by_length:
-            group = recipe.batch_size * recipe.grad_accum * _world_size()
-            dataset = dataset.select(length_buckets(_lengths(dataset), group, recipe.seed))
+        dataset = _ordered_dataset(examples, recipe, _lengths)
         args = SFTConfig(**common, max_length=recipe.max_length, completion_only_loss=True)
         trainer = SFTTrainer(
             model=model,

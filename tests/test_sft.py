@@ -374,6 +374,8 @@ def test_sft_with_contrast_weight_trains_on_pairs(tmp_path, model_dir, data_dir)
     weights = load_file(adapter / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
     assert RicMeta.load(adapter).extra["recipe"]["contrast_weight"] == 0.5
+    with pytest.raises(ValueError, match="contrast_margin > 0"):
+        train_sft(sft_recipe(tmp_path / "bad", model_dir, data_dir, contrast_margin=0.0))
     with pytest.raises(ValueError, match="targets='tokens' only"):
         train_sft(
             sft_recipe(
