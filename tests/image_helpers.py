@@ -28,6 +28,8 @@ def tiny_recipe(out, **kw) -> ImageRecipe:
         n_patches=64,
         classifier_patches=64,
         classifier_steps=2,
+        classifier_min_crop=0.5,
+        vivid_share=0.5,
         block_out_channels=[8, 16],
         attention_levels=[False, True],
         norm_num_groups=4,

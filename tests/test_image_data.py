@@ -11,6 +11,7 @@ from ric.image.data import (
     skimage_data_dir,
     subject_index,
     subject_patches,
+    vivid_edit,
 )
 
 
@@ -42,6 +43,34 @@ def test_subject_patches_are_labelled_and_balanced():
     # The moon photograph is grey, the cat is not: the labels follow the pixels.
     spread = patches.astype(int).std(axis=3).mean(axis=(1, 2))
     assert spread[labels == 1].max() < 1 < spread[labels == 0].mean()
+
+
+def test_make_patches_reports_crop_sides():
+    a, wa = make_patches(20, 16, seed=5, min_crop=0.25)
+    b, wb, sides = make_patches(20, 16, seed=5, min_crop=0.25, sides=True)
+    np.testing.assert_array_equal(a, b)  # asking for the sides changes nothing else
+    assert sides.shape == (20,) and np.all((sides >= 0.2) & (sides <= 1.0))
+
+
+def test_vivid_edit_punches_up_a_share_of_the_patches():
+    from ric.image.rewards import colorfulness
+
+    patches, _ = subject_patches(200, 16, 0, ["cat", "coffee"], min_crop=0.5)
+    same, s0 = vivid_edit(patches, 0.0, 3.0, seed=1)
+    np.testing.assert_array_equal(same, patches)
+    assert np.all(s0 == 1.0)
+    edited, s = vivid_edit(patches, 0.5, 3.0, seed=1)
+    again, _ = vivid_edit(patches, 0.5, 3.0, seed=1)
+    np.testing.assert_array_equal(edited, again)  # deterministic in the seed
+    hit = s > 1.0
+    assert 0.35 < hit.mean() < 0.65 and s.max() <= 3.0
+    np.testing.assert_array_equal(edited[~hit], patches[~hit])
+    colour = colorfulness()
+    before = colour([""] * hit.sum(), list(patches[hit]))
+    after = colour([""] * hit.sum(), list(edited[hit]))
+    assert after.mean() > 1.3 * before.mean()
+    with pytest.raises(ValueError, match="share in"):
+        vivid_edit(patches, 1.5, 3.0, seed=1)
 
 
 @pytest.mark.parametrize(

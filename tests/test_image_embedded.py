@@ -101,11 +101,16 @@ def test_embedded_artifact(embedded):
     assert meta.extra["subjects"] == SUBJECTS
     assert meta.extra["classifier"]["subjects"] == SUBJECTS
     assert 0 <= meta.extra["classifier"]["test_accuracy"] <= 1
+    assert meta.extra["classifier"]["min_crop"] == 0.5  # the recipe's classifier_min_crop
     assert meta.conditioning["tag"] == "<rm{i}>" and meta.mapping == "quantile"
     summary = read_json(embedded.parent / "train_summary.json")
     assert summary["steps"] == 4 and summary["sample_timing"]["n_images"] == 4
     assert -1 <= summary["reward_conflict_training"]["spearman"] <= 1
-    assert "spearman_within_subject_mean" in summary["reward_conflict_training"]
+    conflict = summary["reward_conflict_training"]
+    assert len(conflict["spearman_within_subject"]) == len(SUBJECTS)
+    assert conflict["spearman_within_subject_mean"] == pytest.approx(
+        np.nanmean(conflict["spearman_within_subject"]), abs=1e-3
+    )
     assert len(read_jsonl(embedded.parent / "train_log.jsonl")) == 4
     assert not (embedded.parent / "model.tmp").exists()
 

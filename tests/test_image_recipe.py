@@ -41,9 +41,10 @@ def test_drop_masks_are_disjoint_with_their_rates():
 def test_shipped_recipes_parse(name):
     recipe = load_config(ImageRecipe, RECIPES / name)
     # The paper's SD recipe keeps the released quantile mapping; the embedded default ships
-    # with "typical" (docs/IMAGE.md: quantile's zero weight cost the images their subject).
+    # with "ric" over a range per reward (docs/IMAGE.md: a zero aesthetic weight asking for the
+    # dullest patch cost the images their subject).
     assert recipe.cond_dropout == 0.1
-    assert recipe.mapping == ("quantile" if recipe.kind == "sd" else "typical")
+    assert recipe.mapping == ("quantile" if recipe.kind == "sd" else "ric")
     assert recipe.kind in BACKENDS
 
 
@@ -51,6 +52,8 @@ def test_cpu_recipe_is_prompted():
     recipe = load_config(ImageRecipe, RECIPES / "cpu_image.yaml")
     assert recipe.rewards == ["compliance", "aesthetic_composite"]
     assert len(recipe.subjects) == 8 and recipe.threads == 1
+    assert recipe.classifier_min_crop > recipe.min_crop  # close-ups score low on compliance
+    assert 0 < recipe.vivid_share < 1 and recipe.mapping == "ric"
 
 
 def test_recipe_validation(tmp_path):
@@ -68,6 +71,10 @@ def test_recipe_validation(tmp_path):
         tiny_recipe(tmp_path, subjects=[])
     with pytest.raises(ValueError, match="must be < 1"):
         tiny_recipe(tmp_path, cond_dropout=0.5, reward_dropout=0.5)
+    with pytest.raises(ValueError, match="classifier_min_crop is a fraction"):
+        tiny_recipe(tmp_path, classifier_min_crop=2.0)
+    with pytest.raises(ValueError, match="vivid_share must be in"):
+        tiny_recipe(tmp_path, vivid_share=-0.1)
 
 
 def test_backends_registry():

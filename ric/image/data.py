@@ -119,9 +119,10 @@ def make_patches(
     min_crop: float = 0.0,
     uniform: bool = False,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    sides: bool = False,
+) -> tuple[np.ndarray, ...]:
     """(n patches (n, size, size, 3) uint8, the index in `names` each came from), both
-    deterministic in seed.
+    deterministic in seed; with `sides`, also each crop's side over the photo's short side.
 
     Each patch: a photograph drawn by its SKIMAGE_PHOTOS weight (uniformly with `uniform`), a
     square crop whose side is log-uniform between max(size, min_crop x short side) and the
@@ -135,18 +136,20 @@ def make_patches(
     rng = np.random.default_rng(seed)
     which = rng.choice(len(photos), size=n, p=weights / weights.sum())
     out = np.empty((n, size, size, 3), dtype=np.uint8)
+    frac = np.empty(n)
     for k in tqdm(range(n), desc="cutting patches", unit="patch", disable=not progress):
         photo = photos[which[k]]
         w, h = photo.size
         short = min(w, h)
         lo = max(size, min(short, int(min_crop * short)))
         side = int(round(math.exp(rng.uniform(math.log(lo), math.log(short)))))
+        frac[k] = side / short
         x, y = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
         patch = photo.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.BOX)
         if rng.random() < 0.5:
             patch = patch.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out[k] = np.asarray(patch)
-    return out, which
+    return (out, which, frac) if sides else (out, which)
 
 
 def subject_patches(
@@ -154,6 +157,29 @@ def subject_patches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patches of the subjects' photographs, subjects drawn uniformly; labels index subjects."""
     return make_patches(n, size, seed, [SUBJECTS[s][0] for s in subjects], min_crop, True, progress)
+
+
+def vivid_edit(
+    patches: np.ndarray, share: float, strength: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(patches, each one's edit strength) with a random `share` of them given the "vivid" edit
+    photo apps offer, deterministic in seed: colour saturation x s, contrast x (1 + (s - 1) / 4),
+    sharpening x s, s uniform in [1, strength] (1 = unedited). The edit raises the aesthetic
+    composite and moves a patch away from its photograph (the classifier is less sure of it):
+    the data then holds the aesthetic-vs-compliance trade-off (docs/IMAGE.md)."""
+    from PIL import Image, ImageEnhance
+
+    if not 0.0 <= share <= 1.0 or strength < 1.0:
+        raise ValueError(f"vivid edit: share in [0, 1] and strength >= 1, got {share}, {strength}")
+    rng = np.random.default_rng(seed)
+    edited = rng.random(len(patches)) < share
+    s = np.where(edited, rng.uniform(1.0, strength, len(patches)), 1.0)
+    out = patches.copy()
+    for k in np.flatnonzero(edited):
+        im = ImageEnhance.Color(Image.fromarray(patches[k])).enhance(s[k])
+        im = ImageEnhance.Contrast(im).enhance(1.0 + (s[k] - 1.0) / 4)
+        out[k] = np.asarray(ImageEnhance.Sharpness(im).enhance(s[k]))
+    return out, s
 
 
 def read_caption_folder(folder: str | Path, caption_column: str = "text") -> list[tuple[Path, str]]:

@@ -215,7 +215,7 @@ def sample_embedded(
 def training_images(recipe: ImageRecipe, folder: Path | None) -> tuple:
     """(patches, subject labels or None, raw rewards) of the recipe, deterministic in its seed;
     reward models that ship with the model (the classifier) are read from `folder`."""
-    from ric.image.data import make_patches, subject_patches
+    from ric.image.data import make_patches, subject_patches, vivid_edit
     from ric.image.rewards import model_reward_kwargs, score_images
 
     if recipe.subjects:
@@ -228,6 +228,8 @@ def training_images(recipe: ImageRecipe, folder: Path | None) -> tuple:
             progress=True,
         )
         captions = [recipe.subjects[i] for i in labels]
+        if recipe.vivid_share > 0:
+            patches, _ = vivid_edit(patches, recipe.vivid_share, recipe.vivid_strength, recipe.seed)
     else:
         photos = recipe.photos or None
         patches, labels = make_patches(
@@ -258,6 +260,8 @@ def reward_conflict(raw: np.ndarray, labels: np.ndarray | None) -> dict:
     if labels is not None:
         per = [spearman_matrix(raw[labels == i, :2])[0, 1] for i in np.unique(labels)]
         out["spearman_within_subject_mean"] = round(float(np.nanmean(per)), 3)
+        # one per subject, in label order (the model's `subjects`)
+        out["spearman_within_subject"] = [round(float(v), 3) for v in per]
     return out
 
 
@@ -275,8 +279,9 @@ def _classifier(recipe: ImageRecipe, out: Path) -> dict | None:
             recipe.classifier_patches,
             recipe.classifier_steps,
             recipe.seed,
-            recipe.min_crop,
+            recipe.min_crop if recipe.classifier_min_crop is None else recipe.classifier_min_crop,
             progress=True,
+            wide_min_crop=recipe.min_crop,
         )
         clf.save(folder, report)
     return read_json(folder / CONFIG)

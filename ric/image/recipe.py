@@ -102,9 +102,18 @@ class ImageRecipe:
         "embedded: smallest crop side as a fraction of the photo's short side (0: the "
         "image size in pixels)",
     )
+    vivid_share: float = field(
+        0.0, "embedded, prompted: share of patches given a random vivid edit (data.vivid_edit)"
+    )
+    vivid_strength: float = field(3.0, "embedded: the strongest vivid edit (1 = none)")
     # embedded backend: the compliance classifier (trained first, shipped with the model)
     classifier_patches: int = field(12000, "embedded: held-out patches to train it on")
     classifier_steps: int = field(1500, "embedded: its optimizer steps (batch 64)")
+    classifier_min_crop: float | None = field(
+        None,
+        "embedded: smallest crop it learns from (None: min_crop). Larger than min_crop, "
+        "compliance measures whether the whole subject shows, and close-ups score low",
+    )
     # embedded backend: model
     block_out_channels: list = field([32, 64, 64], "embedded: UNet channels per level")
     attention_levels: list = field([False, False, True], "embedded: self-attention per level")
@@ -150,6 +159,15 @@ class ImageRecipe:
         for key in ("cond_dropout", "reward_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if not 0.0 <= self.vivid_share <= 1.0 or self.vivid_strength < 1.0:
+            raise ValueError(
+                f"vivid_share must be in [0, 1] and vivid_strength >= 1, got "
+                f"{self.vivid_share} and {self.vivid_strength}"
+            )
+        for key in ("min_crop", "classifier_min_crop"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key} is a fraction of the photo's short side, got {value}")
         if self.cond_dropout + self.reward_dropout >= 1.0:
             raise ValueError("cond_dropout + reward_dropout must be < 1")
         if self.finetune not in ("lora", "full"):
