@@ -173,6 +173,7 @@ def test_prompt_box_offers_the_subjects(demo):
     text = json.dumps(config, default=str)
     assert "name one of the subjects: cat, moon" in text and "**subjects:** cat, moon" in text
     assert "compliance classifier" in text
+    assert "on the crops the image model learned from" in text  # its classifier_min_crop
 
 
 def test_image_model_has_its_own_queue_slot(demo):

@@ -141,9 +141,12 @@ def image_header(image: SteerableImageModel, label: str) -> str:
         parts.append(f"{size} px images" + (" (shown enlarged)" if size < DISPLAY_SIZE else ""))
     if image.subjects:
         parts.append(f"**subjects:** {', '.join(image.subjects)}")
-    accuracy = (extra.get("classifier") or {}).get("test_accuracy")
-    if accuracy is not None:
-        parts.append(f"compliance classifier {accuracy:.1%} right on held-out crops")
+    clf = extra.get("classifier") or {}
+    if clf.get("test_accuracy") is not None:
+        text = f"compliance classifier {clf['test_accuracy']:.1%} right on held-out crops"
+        if wide := clf.get("wide_crops"):  # trained on large crops: say what close-ups get
+            text += f" ({wide['accuracy']:.0%} on the crops the image model learned from)"
+        parts.append(text)
     timing = extra.get("train", {}).get("sample_timing") or {}
     if timing.get("seconds"):
         parts.append(f"{timing['n_images']} images in {timing['seconds']:.2g} s after training")
