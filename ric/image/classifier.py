@@ -190,10 +190,9 @@ def train_classifier(
 def _wide_crop_report(clf, subjects, size: int, seed: int, min_crop: float) -> dict:
     """Accuracy and median log-odds on 2,000 crops from `min_crop` up (seed + 3000), overall
     and in three bands of crop side over the photograph's short side."""
-    from ric.image.data import SUBJECTS, make_patches
+    from ric.image.data import subject_patches
 
-    names = [SUBJECTS[s][0] for s in subjects]
-    patches, y, sides = make_patches(2000, size, seed + 3000, names, min_crop, True, sides=True)
+    patches, y, sides = subject_patches(2000, size, seed + 3000, subjects, min_crop, sides=True)
     clf.eval()
     right = clf.probabilities(list(patches)).argmax(1) == y
     odds = clf.log_odds(list(patches), y)

@@ -153,10 +153,18 @@ def make_patches(
 
 
 def subject_patches(
-    n: int, size: int, seed: int, subjects: Sequence[str], min_crop: float, progress=False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Patches of the subjects' photographs, subjects drawn uniformly; labels index subjects."""
-    return make_patches(n, size, seed, [SUBJECTS[s][0] for s in subjects], min_crop, True, progress)
+    n: int,
+    size: int,
+    seed: int,
+    subjects: Sequence[str],
+    min_crop: float,
+    progress=False,
+    sides: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Patches of the subjects' photographs, subjects drawn uniformly; labels index subjects
+    (make_patches; `sides` adds each crop's side)."""
+    names = [SUBJECTS[s][0] for s in subjects]
+    return make_patches(n, size, seed, names, min_crop, True, progress, sides)
 
 
 def vivid_edit(
