@@ -2,7 +2,8 @@
 
 `prepare_dataset` samples several answers per training prompt at varied temperatures, each
 under a hidden instruction drawn from assets/prompts/instructions.txt (in the system turn of
-the SAMPLING prompt only), scores them with every configured reward and fits RewardStats.
+the SAMPLING prompt only) and, optionally, a hidden word bias (a logit bias towards positive
+words), scores them with every configured reward and fits RewardStats.
 Every training response is exactly the text the model generated, from its first token to its
 own end-of-text: no text written by the project, no cuts; answers that hit the token cap are
 kept in samples.jsonl (with n_tokens and finished=False) but never trained on.
@@ -35,7 +36,7 @@ from ric.defaults import DEFAULT
 from ric.generation import GenerationSettings, is_degenerate
 from ric.normalization import RewardStats
 from ric.quality import guard_metrics
-from ric.rewards import get_reward_fn
+from ric.rewards import get_reward_fn, positive_word_ids
 from ric.runlog import RunClock, command_line, set_threads_from_env
 
 NO_INSTRUCTION = "(none)"
@@ -79,6 +80,12 @@ class PrepareConfig:
         "hidden instructions, one per line, one drawn per sample into the system turn of the "
         "sampling prompt (never the training prompt); None: plain prompts only",
     )
+    word_bias: list = field(
+        [0.0],
+        "hidden push towards positive words while sampling (a logit bias on "
+        "ric.rewards.positive_word_ids), cycled over a prompt's samples like temperatures; "
+        "0 = none. Never in the training prompt: the answers stay the model's own tokens",
+    )
     max_new_tokens: int = field(
         640, "token cap: high enough that nearly every answer ends by itself (data.json)"
     )
@@ -93,6 +100,8 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if int(self.samples_per_prompt) < 1 or not self.temperatures:
             raise ValueError("samples_per_prompt must be >= 1 and temperatures non-empty")
+        if not self.word_bias or not all(np.isfinite(float(b)) for b in self.word_bias):
+            raise ValueError(f"word_bias must be a non-empty list of numbers, got {self.word_bias}")
         if int(self.chunk) < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
 
@@ -140,15 +149,28 @@ def sampling_jobs(cfg: PrepareConfig) -> list[dict]:
     for i, prompt in enumerate(prompts):
         for k in range(cfg.samples_per_prompt):
             rng = random.Random(f"{cfg.seed}:{i}:{k}")
-            jobs.append(
-                {
-                    "key": f"{i}:{k}",
-                    "prompt": prompt,
-                    "instruction": rng.choice(instructions),
-                    "temperature": float(cfg.temperatures[k % len(cfg.temperatures)]),
-                }
-            )
+            job = {
+                "key": f"{i}:{k}",
+                "prompt": prompt,
+                "instruction": rng.choice(instructions),
+                "temperature": float(cfg.temperatures[k % len(cfg.temperatures)]),
+            }
+            bias = float(cfg.word_bias[k % len(cfg.word_bias)])
+            if bias:  # absent = 0, so rows sampled before the option existed stay valid
+                job["word_bias"] = bias
+            jobs.append(job)
     return jobs
+
+
+def sampling_groups(chunk: list[dict]) -> list[tuple[int, float, float, list[dict]]]:
+    """(group index, temperature, word bias, jobs) of one chunk: the jobs that share one
+    generate call. Without word bias the groups are the chunk's temperatures in order, so
+    their seeds (chunk_seed(.., group)) are those of data sampled before word bias existed."""
+    settings = sorted({(j["temperature"], j.get("word_bias", 0.0)) for j in chunk})
+    return [
+        (g, t, b, [j for j in chunk if (j["temperature"], j.get("word_bias", 0.0)) == (t, b)])
+        for g, (t, b) in enumerate(settings)
+    ]
 
 
 def chunk_seed(seed: int, chunk: int, group: int = 0) -> int:
@@ -187,17 +209,24 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
         dtype=cfg.dtype,
         backend=cfg.backend,
     )
-    bar = tqdm(total=sum(len(ch) for _, ch in todo), desc="sampling answers", unit="answer")
+    word_ids = positive_word_ids(steer.tokenizer) if any(cfg.word_bias) else []
+    missing = sum(j["key"] not in done for _, ch in todo for j in ch)
+    bar = tqdm(total=missing, desc="sampling answers", unit="answer")
     for c, chunk in todo:
         rows = {}
-        for g, temp in enumerate(sorted({j["temperature"] for j in chunk})):
-            group = [j for j in chunk if j["temperature"] == temp]
+        for g, temp, bias, group in sampling_groups(chunk):
+            if all(j["key"] in done for j in group):
+                continue  # e.g. a prompt's earlier samples, when samples_per_prompt grew
             inputs = [
                 format_plain_prompt(j["prompt"], steer.tokenizer, system=j["instruction"] or None)
                 for j in group
             ]
             settings = GenerationSettings(
-                cfg.max_new_tokens, temp, cfg.top_p, repetition_penalty=cfg.repetition_penalty
+                cfg.max_new_tokens,
+                temp,
+                cfg.top_p,
+                repetition_penalty=cfg.repetition_penalty,
+                logit_bias=dict.fromkeys(word_ids, bias) if bias else None,
             )
             outs = steer.complete(
                 inputs,
@@ -215,7 +244,7 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
                     "finished": bool(o.finished),
                 }
         append_jsonl(out / "samples.jsonl", [rows[j["key"]] for j in chunk if j["key"] not in done])
-        bar.update(len(chunk))
+        bar.update(sum(j["key"] not in done for j in chunk))
         if clock:
             clock.tick()
     bar.close()

@@ -12,8 +12,8 @@ distribution the token was drawn from. It gives up hindsight (the tags also reco
 the draws went), hence `hard_target_weight` in ric.sft.
 
 `sampler_targets` recomputes that distribution exactly as ric.data sampled: the sampling prompt
-with its hidden instruction, the row's temperature, transformers' repetition penalty over the
-prompt and the answer so far.
+with its hidden instruction, the row's word bias, temperature, and transformers' repetition
+penalty over the prompt and the answer so far.
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ def sampler_targets(
     k: int = 32,
     repetition_penalty: float = 1.0,
     temperature: float | None = None,
+    word_ids: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probs), each (len(completion tokens), k): the top-k of the distribution each
     completion token was sampled from (float16 probabilities renormalized over the k).
     temperature: None = the row's own; 1.0 with no penalty = what the hidden instruction alone
-    made of the model's distribution (targets "instruction")."""
+    made of the model's distribution (targets "instruction"). word_ids: the tokens the row's
+    "word_bias" was added to (ric.rewards.positive_word_ids), needed when it has one."""
     import torch
 
     prompt = format_plain_prompt(row["prompt"], tokenizer, system=row.get("instruction") or None)
@@ -48,6 +50,10 @@ def sampler_targets(
     ids = torch.tensor([p + c], device=model.device)
     with torch.no_grad():
         logits = model(ids).logits[0, len(p) - 1 : -1].float()
+    if row.get("word_bias"):  # before the penalty, as transformers orders them
+        if not word_ids:
+            raise ValueError(f"row {row.get('key')} was sampled with a word bias: pass word_ids")
+        logits[:, torch.tensor(word_ids)] += float(row["word_bias"])
     if repetition_penalty != 1.0:
         # transformers' RepetitionPenaltyLogitsProcessor: every token already in the input
         # (prompt included) has its logit divided (positive) or multiplied (negative).
@@ -86,6 +92,7 @@ def build_targets(
     from transformers import AutoModelForCausalLM
 
     from ric.models import load_tokenizer
+    from ric.rewards import positive_word_ids
 
     out = Path(data_dir) / f"{'instruction' if instruction_only else 'teacher'}_k{k}"
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +100,7 @@ def build_targets(
     penalty = 1.0 if instruction_only else float(config.get("repetition_penalty", 1.0))
     temperature = 1.0 if instruction_only else None
     tok = load_tokenizer(model_path)
+    word_ids = positive_word_ids(tok) if any(r.get("word_bias") for r in rows) else None
     model = None
     starts = range(0, len(rows), chunk)
     for start in tqdm(starts, desc="sampler targets", unit="chunk"):
@@ -103,7 +111,9 @@ def build_targets(
             model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
         tensors = {}
         for i in range(start, min(start + chunk, len(rows))):
-            ids, q = sampler_targets(model, tok, rows[i], completions[i], k, penalty, temperature)
+            ids, q = sampler_targets(
+                model, tok, rows[i], completions[i], k, penalty, temperature, word_ids
+            )
             tensors[f"{rows[i]['key']}/ids"], tensors[f"{rows[i]['key']}/probs"] = ids, q
         tmp = name.with_suffix(".partial")  # a killed run leaves no half-written chunk
         save_file(tensors, str(tmp))

@@ -42,6 +42,10 @@ class GenerationSettings:
     # transformers' own default, stated so every engine samples alike; it also spares
     # onnxruntime-genai a full-vocabulary sort per row (47 -> 32 ms a step at batch 16).
     top_k: int = 50
+    # token id -> added to its logit before any other change (OpenAI's and vLLM's `logit_bias`,
+    # transformers' `sequence_bias` of one-token sequences). ric.data uses it as a hidden push
+    # while sampling training answers; the app never sets it.
+    logit_bias: dict[int, float] | None = None
 
     def __post_init__(self) -> None:
         if not (
@@ -60,16 +64,33 @@ class GenerationSettings:
             raise ValueError(f"top_k must be an int >= 0 (0: no limit), got {self.top_k!r}")
         if not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        for t, b in (self.logit_bias or {}).items():
+            if not (isinstance(t, int) and t >= 0 and np.isfinite(b)):
+                raise ValueError(
+                    f"logit_bias maps token ids (ints >= 0) to finite numbers, got {t!r}: {b!r}"
+                )
 
     def kwargs(self) -> dict:
+        """Keyword arguments of transformers' `generate`."""
         kw = asdict(self)
         if not self.do_sample:
             kw.pop("temperature"), kw.pop("top_p"), kw.pop("top_k")
+        bias = kw.pop("logit_bias")
+        if bias:
+            kw["sequence_bias"] = {(t,): float(b) for t, b in bias.items()}
         return kw
 
     def sampling_key(self) -> tuple:
         """Requests whose keys are equal can share one batch (max_new_tokens may differ)."""
-        return (self.do_sample, self.temperature, self.top_p, self.top_k, self.repetition_penalty)
+        bias = tuple(sorted((self.logit_bias or {}).items()))
+        return (
+            self.do_sample,
+            self.temperature,
+            self.top_p,
+            self.top_k,
+            self.repetition_penalty,
+            bias,
+        )
 
 
 @dataclass
@@ -352,10 +373,19 @@ class OnnxEngine(Engine):
         gen = og.Generator(self.model, params)
         gen.append_tokens(batch)
         stop = stop or (lambda _: False)
-        penalty = settings.repetition_penalty
+        penalty, bias = settings.repetition_penalty, settings.logit_bias or {}
+        if bias:
+            bias_ids = np.fromiter(bias, dtype=np.int64)
+            bias_values = np.array([bias[t] for t in bias_ids], dtype=np.float32)
         while not (all(rows.done) or gen.is_done()):
-            if penalty != 1.0:
-                self._penalize(gen, encoded, rows, penalty)
+            if penalty != 1.0 or bias:
+                logits = np.array(gen.get_logits(), dtype=np.float32)
+                last = logits.reshape(len(encoded), -1, logits.shape[-1])[:, -1]
+                if bias:  # first, as transformers orders its logits processors
+                    last[:, bias_ids] += bias_values
+                if penalty != 1.0:
+                    self._penalize(last, encoded, rows, penalty)
+                gen.set_logits(logits)
             gen.generate_next_token()
             for r, t in enumerate(gen.get_next_tokens()):
                 rows.add(r, int(t))
@@ -366,19 +396,16 @@ class OnnxEngine(Engine):
             rows.done[r] = True
 
     @staticmethod
-    def _penalize(gen, encoded, rows: _Rows, penalty: float) -> None:
+    def _penalize(last: np.ndarray, encoded, rows: _Rows, penalty: float) -> None:
         """transformers' repetition penalty, applied here rather than by onnxruntime-genai:
         its own left fewer replies ending by themselves (the probe in
         train/recipes/cpu_data.yaml). Every token already in a row (prompt and reply, not padding) has its
         logit divided by the penalty when positive, multiplied when negative. Greedy replies
         then match transformers' token for token (tests/test_generation.py)."""
-        logits = np.array(gen.get_logits(), dtype=np.float32)
-        flat = logits.reshape(len(encoded), -1, logits.shape[-1])[:, -1]
         for r, prompt in enumerate(encoded):
             seen = np.unique(np.asarray(prompt + rows.ids[r], dtype=np.int64))
-            v = flat[r, seen]
-            flat[r, seen] = np.where(v > 0, v / penalty, v * penalty)
-        gen.set_logits(logits)
+            v = last[r, seen]
+            last[r, seen] = np.where(v > 0, v / penalty, v * penalty)
 
 
 class VllmEngine(Engine):
@@ -408,6 +435,7 @@ class VllmEngine(Engine):
                 top_p=settings.top_p if settings.do_sample else 1.0,
                 top_k=settings.top_k if settings.do_sample and settings.top_k else -1,
                 repetition_penalty=settings.repetition_penalty,
+                logit_bias=settings.logit_bias,
                 seed=None if seed is None else seed + r,
             )
             for r, cap in enumerate(caps)

@@ -168,6 +168,25 @@ def positivity_text() -> RewardFn:
     return _reward_fn(score, "positivity_text", positivity_text.__doc__)
 
 
+def positive_word_ids(tokenizer: Any, min_valence: float = 1.5) -> list[int]:
+    """Ids of the tokens that each spell a whole positive word of VADER's lexicon (valence at
+    least `min_valence` on its -4..4 scale), with a leading space or capitalized ("good",
+    " Good", "Good"). A logit bias on them is the hidden push ric.data can sample training
+    answers with: every token is still the model's own choice, only tilted towards words the
+    positivity reward counts (docs/METHOD.md section 4)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    ids: set[int] = set()
+    for word, valence in SentimentIntensityAnalyzer().lexicon.items():
+        if valence < min_valence or not word.isalpha():
+            continue
+        for form in (" " + word, " " + word.capitalize(), word.capitalize()):
+            tokens = tokenizer.encode(form, add_special_tokens=False)
+            if len(tokens) == 1:
+                ids.add(int(tokens[0]))
+    return sorted(ids)
+
+
 # Words and single punctuation marks: close enough to subword counts for a length
 # reward, and needs no model.
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")

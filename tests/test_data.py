@@ -230,10 +230,11 @@ def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(
     """Engine-independent check of issue 14 item 5: regenerate every chunk with its seed and
     compare the decoded tokens with the stored rows, character for character."""
     from ric.conditioning import format_plain_prompt
-    from ric.data import chunk_seed
+    from ric.data import chunk_seed, sampling_groups
     from ric.generation import GenerationSettings
+    from ric.rewards import positive_word_ids
 
-    cfg = prepare_cfg(tmp_path, model_dir, prompts_file, instructions_file)
+    cfg = prepare_cfg(tmp_path, model_dir, prompts_file, instructions_file, word_bias=[0.0, 3.0])
     prepare_dataset(cfg)
     stored = {r["key"]: r for r in read_jsonl(tmp_path / "samples.jsonl")}
     steer = SteerableModel.load(
@@ -245,13 +246,13 @@ def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(
     jobs = sampling_jobs(cfg)
     for c, start in enumerate(range(0, len(jobs), cfg.chunk)):
         chunk = jobs[start : start + cfg.chunk]
-        for g, temp in enumerate(sorted({j["temperature"] for j in chunk})):
-            group = [j for j in chunk if j["temperature"] == temp]
+        for g, temp, bias, group in sampling_groups(chunk):
             inputs = [
                 format_plain_prompt(j["prompt"], steer.tokenizer, system=j["instruction"] or None)
                 for j in group
             ]
-            settings = GenerationSettings(cfg.max_new_tokens, temp, cfg.top_p)
+            bias = dict.fromkeys(positive_word_ids(steer.tokenizer), bias) if bias else None
+            settings = GenerationSettings(cfg.max_new_tokens, temp, cfg.top_p, logit_bias=bias)
             outs = steer.complete(
                 inputs,
                 settings,
@@ -266,3 +267,43 @@ def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(
                     o.n_tokens,
                     o.finished,
                 )
+
+
+def test_word_bias_reaches_sampling_and_more_samples_keep_the_old_ones(
+    tmp_path, model_dir, prompts_file, monkeypatch
+):
+    """A hidden word bias tilts only the sampler (a logit bias on the positive words); raising
+    samples_per_prompt with a bias for the new samples keeps every stored row and generates
+    only the new ones."""
+    from ric.rewards import positive_word_ids
+
+    seen, real = [], SteerableModel.complete
+
+    def complete(self, inputs, settings, *a, **k):
+        seen.append((len(inputs), settings.logit_bias))
+        return real(self, inputs, settings, *a, **k)
+
+    monkeypatch.setattr(SteerableModel, "complete", complete)
+    prepare_dataset(prepare_cfg(tmp_path, model_dir, prompts_file))
+    before = read_jsonl(tmp_path / "samples.jsonl")
+    assert all(b is None for _, b in seen) and not any("word_bias" in r for r in before)
+    seen.clear()
+    grown = prepare_cfg(
+        tmp_path, model_dir, prompts_file, samples_per_prompt=3, word_bias=[0.0, 0.0, 2.0]
+    )
+    prepare_dataset(grown)
+    after = read_jsonl(tmp_path / "samples.jsonl")
+    assert after[: len(before)] == before
+    new = after[len(before) :]
+    assert len(new) == len(before) // 2 and sum(n for n, _ in seen) == len(new)
+    assert all(r["key"].endswith(":2") and r["word_bias"] == 2.0 for r in new)
+    word_ids = positive_word_ids(
+        SteerableModel.load(
+            meta=sampling_meta(str(model_dir), REWARDS),
+            model=str(model_dir),
+            backend="transformers",
+        ).tokenizer
+    )
+    assert all(b == dict.fromkeys(word_ids, 2.0) for _, b in seen)
+    with pytest.raises(ValueError, match="word_bias"):
+        prepare_cfg(tmp_path, model_dir, prompts_file, word_bias=[])

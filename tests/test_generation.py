@@ -190,6 +190,8 @@ def test_load_model_dtype_and_errors(tiny_model_dir):
         ({"max_new_tokens": 0}, "max_new_tokens"),
         ({"temperature": 0}, "temperature"),
         ({"top_p": 1.5}, "top_p"),
+        ({"logit_bias": {-1: 1.0}}, "logit_bias"),
+        ({"logit_bias": {5: float("nan")}}, "logit_bias"),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -255,3 +257,27 @@ def test_onnx_repetition_penalty_is_transformers(tiny_adapter_dir, onnx_engine):
     assert reference != TransformersEngine(model, tok).complete(PROMPTS, plain, progress=False)
     assert onnx_engine.complete(PROMPTS, greedy, batch_size=4, progress=False) == reference
     assert [onnx_engine.complete([p], greedy, progress=False)[0] for p in PROMPTS] == reference
+
+
+def test_logit_bias_is_transformers_sequence_bias_on_every_engine(tiny_adapter_dir, onnx_engine):
+    """The onnx engine adds the bias itself, before the repetition penalty as transformers
+    orders its processors: greedy replies match, batched and one by one; a bias can force a
+    token; biased and plain requests never share a batch."""
+    model, tok = load_model(adapter=str(tiny_adapter_dir), merge=True)
+    reference_engine = TransformersEngine(model, tok)
+    plain = GenerationSettings(max_new_tokens=8, do_sample=False, repetition_penalty=1.5)
+    biased = GenerationSettings(
+        max_new_tokens=8,
+        do_sample=False,
+        repetition_penalty=1.5,
+        logit_bias=dict.fromkeys(range(100, 300), 3.0),
+    )
+    reference = reference_engine.complete(PROMPTS, biased, progress=False)
+    assert reference != reference_engine.complete(PROMPTS, plain, progress=False)
+    assert onnx_engine.complete(PROMPTS, biased, batch_size=4, progress=False) == reference
+    assert [onnx_engine.complete([p], biased, progress=False)[0] for p in PROMPTS] == reference
+    forced = GenerationSettings(max_new_tokens=4, do_sample=False, logit_bias={321: 100.0})
+    for engine in (reference_engine, onnx_engine):
+        for done in engine.complete(PROMPTS[:2], forced, progress=False):
+            assert done.text == tok.decode([321] * 4).strip() and done.n_tokens == 4
+    assert biased.sampling_key() != plain.sampling_key()

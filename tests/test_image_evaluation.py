@@ -36,6 +36,7 @@ def test_evaluate_front(embedded, tmp_path):
     assert front["reference_point"] == ref and front["hypervolume"] >= 0
     assert set(front["controllability"]) >= {"spearman", "monotonicity", "mae"}
     assert json.loads((tmp_path / "ev" / "front.json").read_text()) == front
+    assert front["model_train"]["steps"] == 4  # which model was measured (tiny_recipe's)
     # Per subject: one entry per weight, the classifier's naming rate a share.
     assert list(front["per_subject"]) == SUBJECTS
     for per in front["per_subject"].values():

@@ -19,17 +19,22 @@ def test_lr_schedule_reference_values():
     assert lr_factor(100, 10, 100) == pytest.approx(0.1)
 
 
+def kill_after(last: int):
+    """A training callback that kills the run once step `last` is done."""
+
+    def kill(step, loss, module):
+        if step == last:
+            raise Killed
+
+    return kill
+
+
 def test_resume_after_kill(tmp_path):
     """Killed after step 3 (checkpoint at 2), rerun: same weights as the uninterrupted run."""
     straight = train_image_model(tiny_recipe(tmp_path / "straight"))
     recipe = tiny_recipe(tmp_path / "run")
-
-    def kill(step, loss, module):
-        if step == 3:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_image_model(recipe, callback=kill)
+        train_image_model(recipe, callback=kill_after(3))
     assert read_json(tmp_path / "run" / "checkpoint" / "state.json")["step"] == 2
     steps = []
     folder = train_image_model(recipe, callback=lambda s, loss, m: steps.append(s))
@@ -52,3 +57,14 @@ def test_resume_after_kill(tmp_path):
         assert resumed.keys() == first.keys()
         for k in first:
             torch.testing.assert_close(resumed[k], first[k], rtol=1e-5, atol=1e-6)
+    model_of = lambda: read_json(folder / "ric.json")["extra"]["train"]["steps"]  # noqa: E731
+    # Continued to 6 steps and killed after the last checkpoint, before the model was saved:
+    # the folder still holds the 4-step model, so a rerun saves the checkpoint's weights.
+    longer = tiny_recipe(tmp_path / "run", max_steps=6)
+    with pytest.raises(Killed):
+        train_image_model(longer, callback=kill_after(6))
+    assert read_json(tmp_path / "run" / "checkpoint" / "state.json")["step"] == 6
+    assert model_of() == 4
+    steps.clear()
+    assert train_image_model(longer, callback=lambda *a: steps.append(a[0])) == folder
+    assert steps == [] and model_of() == 6

@@ -82,6 +82,20 @@ def test_positivity_orders(fns):
     assert -1 <= gloomy < 0 < cheerful <= 1
 
 
+def test_positive_word_ids_are_whole_positive_words(tiny_model_dir):
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from ric.models import load_tokenizer
+    from ric.rewards import positive_word_ids
+
+    tok = load_tokenizer(str(tiny_model_dir))  # a 400-token vocabulary: few whole words
+    words = {tok.decode([i]).strip().lower() for i in positive_word_ids(tok)}
+    assert "great" in words and not words & {"sad", "the", "weather", "dog"}
+    lexicon = SentimentIntensityAnalyzer().lexicon
+    assert all(lexicon[w] >= 1.5 for w in words)
+    assert "great" not in {tok.decode([i]).strip() for i in positive_word_ids(tok, 3.5)}
+
+
 def test_positivity_does_not_grow_with_length_but_the_whole_text_score_does():
     from ric.rewards import get_reward_fn
 

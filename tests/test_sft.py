@@ -261,6 +261,7 @@ def test_sampler_targets_are_the_distribution_generate_samples_from(model_dir):
         AutoModelForCausalLM,
         AutoTokenizer,
         RepetitionPenaltyLogitsProcessor,
+        SequenceBiasLogitsProcessor,
         TemperatureLogitsWarper,
     )
 
@@ -286,6 +287,19 @@ def test_sampler_targets_are_the_distribution_generate_samples_from(model_dir):
         assert ids[t].tolist() == top.indices.tolist()
         expect = (top.values / top.values.sum()).numpy()
         assert np.allclose(probs[t].astype(float), expect, atol=2e-3)
+    # A hidden word bias comes first, as transformers' sequence bias does.
+    biased = {**row, "word_bias": 2.0}
+    with pytest.raises(ValueError, match="word_ids"):
+        sampler_targets(model, tok, biased, completion, k=5)
+    words = [int(c[1]), int(c[3])]
+    ids, probs = sampler_targets(model, tok, biased, completion, 5, 1.3, None, words)
+    bias = SequenceBiasLogitsProcessor({(w,): 2.0 for w in words})
+    for t in range(len(c)):
+        prefix = torch.tensor([p + c[:t]])
+        with torch.no_grad():
+            logits = model(prefix).logits[:, -1]
+        q = torch.softmax(warp(prefix, penalty(prefix, bias(prefix, logits))), -1)[0]
+        assert ids[t].tolist() == q.topk(5).indices.tolist()
     # "instruction" targets: the model's own distribution under the instruction, unwarped.
     ids, probs = sampler_targets(model, tok, row, completion, k=5, temperature=1.0)
     with torch.no_grad():

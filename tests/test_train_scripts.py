@@ -432,6 +432,15 @@ def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
     write_jsonl(data / "dataset.jsonl", rows)
     _load_script("measure_rewards").main(["--data", str(data), "--out", str(tmp_path / "R.md")])
     assert "No pair conflicts within prompts" in (tmp_path / "R.md").read_text()
+    # A hidden word bias makes a condition of its own: k = 3 -> a = base + 3, 40 tokens.
+    for r in rows:
+        if r["key"].endswith(":3"):
+            r["word_bias"] = 2.0
+    write_jsonl(data / "dataset.jsonl", rows)
+    _load_script("measure_rewards").main(["--data", str(data), "--out", str(tmp_path / "R.md")])
+    md = (tmp_path / "R.md").read_text()
+    assert "| Be brief. + word bias 2 | 2 | 3.500 | 0.500 | 0.500 | 40 |" in md
+    assert "| Be brief. | 2 | 1.500 | 0.500 | 0.500 | 20 |" in md
 
 
 def test_report_runs_on_the_default_layout(tmp_path, capsys):

@@ -90,19 +90,26 @@ def weak_conflict_note(m: dict, pair: tuple[str, str]) -> list[str]:
     ]
 
 
+def condition(row: dict) -> str:
+    """The hidden sampling condition of an answer: its instruction, and its word bias if any."""
+    name = row.get("instruction") or "(none)"
+    return f"{name} + word bias {row['word_bias']:g}" if row.get("word_bias") else name
+
+
 def instruction_table(rows: list[dict], names: list[str]) -> list[str]:
-    """Mean of each reward and median length per hidden sampling instruction: which rewards
-    the instructions really moved (a reward no instruction moves is hard to teach by tags)."""
+    """Mean of each reward and median length per hidden sampling condition (instruction, word
+    bias): which rewards they really moved (a reward nothing moves is hard to teach by tags)."""
     import numpy as np
 
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r.get("instruction") or "(none)", []).append(r)
+        groups.setdefault(condition(r), []).append(r)
     if len(groups) < 2:
         return []
     lines = [
         "Mean reward per hidden sampling instruction (`assets/prompts/instructions.txt`, in the "
-        "sampling prompt only), and the median answer length in tokens:",
+        "sampling prompt only; with a word bias: a logit bias towards positive words while "
+        "sampling, docs/METHOD.md section 4), and the median answer length in tokens:",
         "",
         "| instruction | answers | " + " | ".join(names) + " | median tokens |",
         "|---|---|" + "---|" * (len(names) + 1),
@@ -143,7 +150,7 @@ def instruction_auc(rows: list[dict], names: list[str]) -> dict[str, tuple[int, 
     for group in by_prompt.values():
         for a in group:
             for b in group:
-                ia, ib = a.get("instruction") or "(none)", b.get("instruction") or "(none)"
+                ia, ib = condition(a), condition(b)
                 if ia == ib:
                     continue
                 d = np.sign(np.array(a["raw"], float) - np.array(b["raw"], float))

@@ -163,6 +163,10 @@ def evaluate_image_front(cfg: ImageEvalConfig, steer: SteerableImageModel | None
     cost = clock.stop()
     label = cfg.label or ("caption only (no reward tags)" if cfg.base else "RiC (image)")
     extra = {"label": label, "stats_source": steer.stats.range_source}
+    # Which model the front measured: a folder's name says nothing once it is retrained or
+    # replaced (a continued run's folder held the shorter run's model until it was saved).
+    trained = steer.meta.extra.get("train", {})
+    extra["model_train"] = {k: trained[k] for k in ("steps", "final_loss") if k in trained}
     if steer.subjects:
         extra["per_subject"] = _subject_report(steer, sweep, rows, out)
     if len(steer.reward_names) >= 2 and len(rows) > 2:

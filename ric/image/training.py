@@ -93,12 +93,17 @@ def load_checkpoint(out: Path, module: nn.Module, opt, ema: dict | None) -> dict
 
 
 def already_trained(recipe: ImageRecipe) -> Path | None:
-    """out_dir/model when the last checkpoint is at max_steps: a rerun has nothing to do."""
+    """out_dir/model when it was saved from a checkpoint at max_steps: a rerun has nothing to
+    do. A model folder saved earlier (a run killed between its last checkpoint and the save,
+    or a folder copied from a shorter run to continue it) does not count: the rerun then
+    trains no step and saves the checkpoint's weights."""
     out = Path(recipe.out_dir)
     folder = checkpoint_dir(out)
     model = out / "model"
-    done = folder is not None and read_json(folder / "state.json")["step"] >= recipe.max_steps
-    if done and (model / "ric.json").exists():
+    if folder is None or read_json(folder / "state.json")["step"] < recipe.max_steps:
+        return None
+    saved = read_json(model / "ric.json") if (model / "ric.json").exists() else {}
+    if saved.get("extra", {}).get("train", {}).get("steps", 0) >= recipe.max_steps:
         print(f"{model} is already trained to step {recipe.max_steps}", flush=True)
         return model
     return None
