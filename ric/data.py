@@ -236,7 +236,7 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
                 progress=False,
             )
             for j, o in zip(group, outs, strict=True):
-                # Exactly the decoded tokens: nothing added, nothing cut, nothing stripped.
+                # Exactly the decoded tokens (the engines trim surrounding whitespace): nothing added, nothing cut.
                 rows[j["key"]] = {
                     **j,
                     "response": o.text,

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,8 @@ class GenerationSettings:
         if not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         for t, b in (self.logit_bias or {}).items():
-            if not (isinstance(t, int) and t >= 0 and np.isfinite(b)):
+            number = isinstance(b, Real) and not isinstance(b, bool) and np.isfinite(b)
+            if not (isinstance(t, int) and not isinstance(t, bool) and t >= 0 and number):
                 raise ValueError(
                     f"logit_bias maps token ids (ints >= 0) to finite numbers, got {t!r}: {b!r}"
                 )

@@ -463,6 +463,23 @@ def run_trainer(trainer, checkpoints: Path) -> dict:
     }
 
 
+def finished_adapter(out: Path, max_steps: int) -> Path | None:
+    """out/adapter when a run already saved it from its final checkpoint: a rerun of a finished
+    run returns it untouched (re-saving would rewrite its files and invalidate the sweeps made
+    with it). A checkpoint newer than the saved adapter (a run continued to more steps) or a
+    missing log (a kill between the save and the log) does not count."""
+    adapter, log = out / "adapter", out / TRAIN_LOG
+    resume = last_checkpoint(out / "checkpoints")
+    if not (resume and log.exists() and (adapter / "ric.json").exists()):
+        return None
+    state = read_json(Path(resume) / "trainer_state.json")
+    target = max_steps if max_steps > 0 else state["max_steps"]
+    if read_json(log).get("steps") == state["global_step"] >= target > 0:
+        print(f"ric: {adapter} is already trained to step {state['global_step']}", flush=True)
+        return adapter
+    return None
+
+
 def _ordered_dataset(items: list[dict], recipe, lengths=None):
     """Training examples as a Dataset in training order: shuffled, then (group_by_length) in
     length_buckets' order. lengths(dataset) -> one length per example (default: its
@@ -678,6 +695,8 @@ def train_sft(
     out = Path(recipe.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(out)
+    if done := finished_adapter(out, recipe.max_steps):
+        return done
     clock = RunClock(out)
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
     if recipe.targets not in TARGETS:

@@ -192,6 +192,8 @@ def test_load_model_dtype_and_errors(tiny_model_dir):
         ({"top_p": 1.5}, "top_p"),
         ({"logit_bias": {-1: 1.0}}, "logit_bias"),
         ({"logit_bias": {5: float("nan")}}, "logit_bias"),
+        ({"logit_bias": {5: "high"}}, "logit_bias"),
+        ({"logit_bias": {5: True}}, "logit_bias"),
     ],
 )
 def test_bad_settings(kwargs, match):

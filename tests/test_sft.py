@@ -121,6 +121,18 @@ def test_rerun_after_the_final_checkpoint_trains_no_extra_step(tmp_path, model_d
     assert all(np.allclose(a[k].numpy(), b[k].numpy()) for k in a)
 
 
+def test_rerun_of_a_finished_run_leaves_its_adapter_alone(tmp_path, model_dir, data_dir):
+    adapter = train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=2))
+    files = {f: f.stat().st_mtime_ns for f in adapter.iterdir()}
+    log = (tmp_path / "train_log.json").read_text()
+    assert train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=2)) == adapter
+    assert {f: f.stat().st_mtime_ns for f in adapter.iterdir()} == files
+    assert (tmp_path / "train_log.json").read_text() == log
+    # continued to more steps: it trains again
+    train_sft(sft_recipe(tmp_path, model_dir, data_dir, max_steps=3))
+    assert json.loads((tmp_path / "train_log.json").read_text())["steps"] == 3
+
+
 def test_baseline_extra_lands_in_the_adapter_metadata(tmp_path, model_dir, data_dir):
     recipe = sft_recipe(tmp_path, model_dir, data_dir, max_steps=1, conditioned=False)
     adapter = train_sft(recipe, extra={"baseline": {"kind": "x", "conditioned": False}})
