@@ -100,7 +100,11 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if int(self.samples_per_prompt) < 1 or not self.temperatures:
             raise ValueError("samples_per_prompt must be >= 1 and temperatures non-empty")
-        if not self.word_bias or not all(np.isfinite(float(b)) for b in self.word_bias):
+        try:
+            ok = bool(self.word_bias) and all(np.isfinite(float(b)) for b in self.word_bias)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ValueError(f"word_bias must be a non-empty list of numbers, got {self.word_bias}")
         if int(self.chunk) < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
@@ -236,7 +240,8 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
                 progress=False,
             )
             for j, o in zip(group, outs, strict=True):
-                # Exactly the decoded tokens (the engines trim surrounding whitespace): nothing added, nothing cut.
+                # Exactly the decoded tokens (the engines trim surrounding whitespace):
+                # nothing added, nothing cut.
                 rows[j["key"]] = {
                     **j,
                     "response": o.text,

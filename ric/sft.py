@@ -431,6 +431,13 @@ def contrast_monitor(every: int, tokenizer, rows, stats, fmt, log: Path):
     return ContrastMonitor()
 
 
+def _final(state: dict, max_steps: int) -> bool:
+    """Whether a checkpoint's trainer state is the run's last step (max_steps <= 0: the
+    epochs' own total, as the trainer recorded it)."""
+    target = max_steps if max_steps > 0 else state["max_steps"]
+    return state["global_step"] >= target > 0
+
+
 def run_trainer(trainer, checkpoints: Path) -> dict:
     """Train, resuming from the newest whole checkpoint. A run whose last checkpoint already
     reached max_steps is not trained again (one more step would change the adapter): its
@@ -442,8 +449,7 @@ def run_trainer(trainer, checkpoints: Path) -> dict:
     resume = last_checkpoint(checkpoints)
     if resume:
         state = read_json(Path(resume) / "trainer_state.json")
-        target = trainer.args.max_steps if trainer.args.max_steps > 0 else state["max_steps"]
-        if state["global_step"] >= target > 0:
+        if _final(state, trainer.args.max_steps):
             print(f"ric: {resume} is the final step; loading it, not training", flush=True)
             weights = load_file(str(Path(resume) / "adapter_model.safetensors"))
             set_peft_model_state_dict(trainer.model, weights)
@@ -473,8 +479,7 @@ def finished_adapter(out: Path, max_steps: int) -> Path | None:
     if not (resume and log.exists() and (adapter / "ric.json").exists()):
         return None
     state = read_json(Path(resume) / "trainer_state.json")
-    target = max_steps if max_steps > 0 else state["max_steps"]
-    if read_json(log).get("steps") == state["global_step"] >= target > 0:
+    if _final(state, max_steps) and read_json(log).get("steps") == state["global_step"]:
         print(f"ric: {adapter} is already trained to step {state['global_step']}", flush=True)
         return adapter
     return None
@@ -695,8 +700,6 @@ def train_sft(
     out = Path(recipe.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(out)
-    if done := finished_adapter(out, recipe.max_steps):
-        return done
     clock = RunClock(out)
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
     if recipe.targets not in TARGETS:
@@ -708,6 +711,8 @@ def train_sft(
         )
     if recipe.contrast_weight and recipe.targets != "tokens":
         raise ValueError("contrast_weight works with targets='tokens' only")
+    if done := finished_adapter(out, recipe.max_steps):
+        return done
     if rows is None:
         rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
     held_out = []

@@ -307,3 +307,5 @@ def test_word_bias_reaches_sampling_and_more_samples_keep_the_old_ones(
     assert all(b == dict.fromkeys(word_ids, 2.0) for _, b in seen)
     with pytest.raises(ValueError, match="word_bias"):
         prepare_cfg(tmp_path, model_dir, prompts_file, word_bias=[])
+    with pytest.raises(ValueError, match="word_bias"):
+        prepare_cfg(tmp_path, model_dir, prompts_file, word_bias=["high"])

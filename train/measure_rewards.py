@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from ric.artifacts import atomic_write_text, read_json, write_json
-from ric.data import choose_pair, load_dataset_rows, reward_measures
+from ric.data import NO_INSTRUCTION, choose_pair, load_dataset_rows, reward_measures
 
 
 def table(
@@ -92,7 +92,7 @@ def weak_conflict_note(m: dict, pair: tuple[str, str]) -> list[str]:
 
 def condition(row: dict) -> str:
     """The hidden sampling condition of an answer: its instruction, and its word bias if any."""
-    name = row.get("instruction") or "(none)"
+    name = row.get("instruction") or NO_INSTRUCTION
     return f"{name} + word bias {row['word_bias']:g}" if row.get("word_bias") else name
 
 
