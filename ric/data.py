@@ -33,7 +33,7 @@ from ric.artifacts import (
 from ric.conditioning import ConditioningFormat, format_plain_prompt
 from ric.config import field
 from ric.defaults import DEFAULT
-from ric.generation import GenerationSettings, is_degenerate
+from ric.generation import GenerationSettings, eos_ids, is_degenerate
 from ric.normalization import RewardStats
 from ric.quality import guard_metrics
 from ric.rewards import get_reward_fn, positive_word_ids
@@ -86,6 +86,12 @@ class PrepareConfig:
         "ric.rewards.positive_word_ids), cycled over a prompt's samples like temperatures; "
         "0 = none. Never in the training prompt: the answers stay the model's own tokens",
     )
+    end_bias: list = field(
+        [0.0],
+        "hidden push towards ending (a logit bias on the end-of-text tokens) while sampling, "
+        "cycled over a prompt's samples like word_bias; 0 = none. The answer still ends only "
+        "where the model's own end-of-text was drawn, so it ends at a sentence end, not a cut",
+    )
     max_new_tokens: int = field(
         640, "token cap: high enough that nearly every answer ends by itself (data.json)"
     )
@@ -100,12 +106,14 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if int(self.samples_per_prompt) < 1 or not self.temperatures:
             raise ValueError("samples_per_prompt must be >= 1 and temperatures non-empty")
-        try:
-            ok = bool(self.word_bias) and all(np.isfinite(float(b)) for b in self.word_bias)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"word_bias must be a non-empty list of numbers, got {self.word_bias}")
+        for name in ("word_bias", "end_bias"):
+            biases = getattr(self, name)
+            try:
+                ok = bool(biases) and all(np.isfinite(float(b)) for b in biases)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{name} must be a non-empty list of numbers, got {biases}")
         if int(self.chunk) < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
 
@@ -159,22 +167,34 @@ def sampling_jobs(cfg: PrepareConfig) -> list[dict]:
                 "instruction": rng.choice(instructions),
                 "temperature": float(cfg.temperatures[k % len(cfg.temperatures)]),
             }
-            bias = float(cfg.word_bias[k % len(cfg.word_bias)])
-            if bias:  # absent = 0, so rows sampled before the option existed stay valid
-                job["word_bias"] = bias
+            for name in ("word_bias", "end_bias"):
+                biases = getattr(cfg, name)
+                bias = float(biases[k % len(biases)])
+                if bias:  # absent = 0, so rows sampled before the option existed stay valid
+                    job[name] = bias
             jobs.append(job)
     return jobs
 
 
-def sampling_groups(chunk: list[dict]) -> list[tuple[int, float, float, list[dict]]]:
-    """(group index, temperature, word bias, jobs) of one chunk: the jobs that share one
-    generate call. Without word bias the groups are the chunk's temperatures in order, so
-    their seeds (chunk_seed(.., group)) are those of data sampled before word bias existed."""
-    settings = sorted({(j["temperature"], j.get("word_bias", 0.0)) for j in chunk})
-    return [
-        (g, t, b, [j for j in chunk if (j["temperature"], j.get("word_bias", 0.0)) == (t, b)])
-        for g, (t, b) in enumerate(settings)
-    ]
+def _setting(job: dict) -> tuple[float, float, float]:
+    return job["temperature"], job.get("word_bias", 0.0), job.get("end_bias", 0.0)
+
+
+def sampling_groups(chunk: list[dict]) -> list[tuple[int, tuple[float, float, float], list[dict]]]:
+    """(group index, (temperature, word bias, end bias), jobs) of one chunk: the jobs that
+    share one generate call. Without biases the groups are the chunk's temperatures in order,
+    so their seeds (chunk_seed(.., group)) are those of data sampled before biases existed."""
+    settings = sorted({_setting(j) for j in chunk})
+    return [(g, s, [j for j in chunk if _setting(j) == s]) for g, s in enumerate(settings)]
+
+
+def sampling_bias(word_bias: float, end_bias: float, word_ids, end_ids) -> dict | None:
+    """GenerationSettings.logit_bias for one group: positive words and end-of-text tokens."""
+    bias = {
+        **(dict.fromkeys(word_ids, float(word_bias)) if word_bias else {}),
+        **(dict.fromkeys(end_ids, float(end_bias)) if end_bias else {}),
+    }
+    return bias or None
 
 
 def chunk_seed(seed: int, chunk: int, group: int = 0) -> int:
@@ -214,11 +234,12 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
         backend=cfg.backend,
     )
     word_ids = positive_word_ids(steer.tokenizer) if any(cfg.word_bias) else []
+    end_ids = sorted(eos_ids(steer.tokenizer)) if any(cfg.end_bias) else []
     missing = sum(j["key"] not in done for _, ch in todo for j in ch)
     bar = tqdm(total=missing, desc="sampling answers", unit="answer")
     for c, chunk in todo:
         rows = {}
-        for g, temp, bias, group in sampling_groups(chunk):
+        for g, (temp, word_bias, end_bias), group in sampling_groups(chunk):
             if all(j["key"] in done for j in group):
                 continue  # e.g. a prompt's earlier samples, when samples_per_prompt grew
             inputs = [
@@ -230,7 +251,7 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
                 temp,
                 cfg.top_p,
                 repetition_penalty=cfg.repetition_penalty,
-                logit_bias=dict.fromkeys(word_ids, bias) if bias else None,
+                logit_bias=sampling_bias(word_bias, end_bias, word_ids, end_ids),
             )
             outs = steer.complete(
                 inputs,

@@ -36,12 +36,14 @@ def sampler_targets(
     repetition_penalty: float = 1.0,
     temperature: float | None = None,
     word_ids: list[int] | None = None,
+    end_ids: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probs), each (len(completion tokens), k): the top-k of the distribution each
     completion token was sampled from (float16 probabilities renormalized over the k).
     temperature: None = the row's own; 1.0 with no penalty = what the hidden instruction alone
     made of the model's distribution (targets "instruction"). word_ids: the tokens the row's
-    "word_bias" was added to (ric.rewards.positive_word_ids), needed when it has one."""
+    "word_bias" was added to (ric.rewards.positive_word_ids), needed when it has one; end_ids
+    likewise for its "end_bias" (ric.generation.eos_ids)."""
     import torch
 
     prompt = format_plain_prompt(row["prompt"], tokenizer, system=row.get("instruction") or None)
@@ -50,10 +52,12 @@ def sampler_targets(
     ids = torch.tensor([p + c], device=model.device)
     with torch.no_grad():
         logits = model(ids).logits[0, len(p) - 1 : -1].float()
-    if row.get("word_bias"):  # before the penalty, as transformers orders them
-        if not word_ids:
-            raise ValueError(f"row {row.get('key')} was sampled with a word bias: pass word_ids")
-        logits[:, torch.tensor(word_ids)] += float(row["word_bias"])
+    for name, ids in (("word_bias", word_ids), ("end_bias", end_ids)):
+        if row.get(name):  # before the penalty, as transformers orders them
+            if not ids:
+                what = "word_ids" if name == "word_bias" else "end_ids"
+                raise ValueError(f"row {row.get('key')} was sampled with a {name}: pass {what}")
+            logits[:, torch.tensor(ids)] += float(row[name])
     if repetition_penalty != 1.0:
         # transformers' RepetitionPenaltyLogitsProcessor: every token already in the input
         # (prompt included) has its logit divided (positive) or multiplied (negative).
@@ -91,6 +95,7 @@ def build_targets(
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
+    from ric.generation import eos_ids
     from ric.models import load_tokenizer
     from ric.rewards import positive_word_ids
 
@@ -101,6 +106,7 @@ def build_targets(
     temperature = 1.0 if instruction_only else None
     tok = load_tokenizer(model_path)
     word_ids = positive_word_ids(tok) if any(r.get("word_bias") for r in rows) else None
+    end_ids = sorted(eos_ids(tok)) if any(r.get("end_bias") for r in rows) else None
     model = None
     starts = range(0, len(rows), chunk)
     for start in tqdm(starts, desc="sampler targets", unit="chunk"):
@@ -112,7 +118,7 @@ def build_targets(
         tensors = {}
         for i in range(start, min(start + chunk, len(rows))):
             ids, q = sampler_targets(
-                model, tok, rows[i], completions[i], k, penalty, temperature, word_ids
+                model, tok, rows[i], completions[i], k, penalty, temperature, word_ids, end_ids
             )
             tensors[f"{rows[i]['key']}/ids"], tensors[f"{rows[i]['key']}/probs"] = ids, q
         tmp = name.with_suffix(".partial")  # a killed run leaves no half-written chunk

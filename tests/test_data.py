@@ -12,6 +12,7 @@ from ric.data import (
     PrepareConfig,
     prepare_dataset,
     read_instructions,
+    sampling_bias,
     sampling_jobs,
     sampling_meta,
     trainable,
@@ -231,10 +232,17 @@ def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(
     compare the decoded tokens with the stored rows, character for character."""
     from ric.conditioning import format_plain_prompt
     from ric.data import chunk_seed, sampling_groups
-    from ric.generation import GenerationSettings
+    from ric.generation import GenerationSettings, eos_ids
     from ric.rewards import positive_word_ids
 
-    cfg = prepare_cfg(tmp_path, model_dir, prompts_file, instructions_file, word_bias=[0.0, 3.0])
+    cfg = prepare_cfg(
+        tmp_path,
+        model_dir,
+        prompts_file,
+        instructions_file,
+        word_bias=[0.0, 3.0],
+        end_bias=[0.0, 0.0, 4.0],
+    )
     prepare_dataset(cfg)
     stored = {r["key"]: r for r in read_jsonl(tmp_path / "samples.jsonl")}
     steer = SteerableModel.load(
@@ -246,12 +254,13 @@ def test_stored_answers_are_what_the_model_generates_again_from_the_same_seed(
     jobs = sampling_jobs(cfg)
     for c, start in enumerate(range(0, len(jobs), cfg.chunk)):
         chunk = jobs[start : start + cfg.chunk]
-        for g, temp, bias, group in sampling_groups(chunk):
+        for g, (temp, word_bias, end_bias), group in sampling_groups(chunk):
             inputs = [
                 format_plain_prompt(j["prompt"], steer.tokenizer, system=j["instruction"] or None)
                 for j in group
             ]
-            bias = dict.fromkeys(positive_word_ids(steer.tokenizer), bias) if bias else None
+            words, ends = positive_word_ids(steer.tokenizer), eos_ids(steer.tokenizer)
+            bias = sampling_bias(word_bias, end_bias, words, ends)
             settings = GenerationSettings(cfg.max_new_tokens, temp, cfg.top_p, logit_bias=bias)
             outs = steer.complete(
                 inputs,
@@ -309,3 +318,38 @@ def test_word_bias_reaches_sampling_and_more_samples_keep_the_old_ones(
         prepare_cfg(tmp_path, model_dir, prompts_file, word_bias=[])
     with pytest.raises(ValueError, match="word_bias"):
         prepare_cfg(tmp_path, model_dir, prompts_file, word_bias=["high"])
+    with pytest.raises(ValueError, match="end_bias"):
+        prepare_cfg(tmp_path, model_dir, prompts_file, end_bias=[float("inf")])
+
+
+def test_end_bias_pushes_only_the_end_of_text_tokens(
+    tmp_path, model_dir, prompts_file, monkeypatch
+):
+    """A hidden end-of-text bias reaches the sampler as a logit bias on the EOS ids alone (and
+    beside a word bias), is stored on its rows, and the biased answers are no longer."""
+    from ric.generation import eos_ids
+    from ric.rewards import positive_word_ids
+
+    seen, real = [], SteerableModel.complete
+
+    def complete(self, inputs, settings, *a, **k):
+        seen.append(settings.logit_bias)
+        return real(self, inputs, settings, *a, **k)
+
+    monkeypatch.setattr(SteerableModel, "complete", complete)
+    cfg = prepare_cfg(
+        tmp_path, model_dir, prompts_file, samples_per_prompt=2, word_bias=[0.0], end_bias=[0, 6]
+    )
+    prepare_dataset(cfg)
+    tok = SteerableModel.load(
+        meta=sampling_meta(str(model_dir), REWARDS), model=str(model_dir), backend="transformers"
+    ).tokenizer
+    ends = eos_ids(tok)
+    assert None in seen and dict.fromkeys(ends, 6.0) in seen
+    rows = read_jsonl(tmp_path / "samples.jsonl")
+    assert {r.get("end_bias") for r in rows} == {None, 6.0}
+    plain = [r["n_tokens"] for r in rows if "end_bias" not in r]
+    pushed = [r["n_tokens"] for r in rows if "end_bias" in r]
+    assert np.mean(pushed) <= np.mean(plain)
+    both = sampling_bias(2.0, 6.0, positive_word_ids(tok), ends)
+    assert {both[t] for t in ends} == {6.0} and set(both) - ends == set(positive_word_ids(tok))

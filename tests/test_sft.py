@@ -290,12 +290,17 @@ def test_sampler_targets_are_the_distribution_generate_samples_from(model_dir):
     c = tok(completion, add_special_tokens=False).input_ids
     assert ids.shape == probs.shape == (len(c), 5)
     penalty, warp = RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7)
-    for t in range(len(c)):
-        prefix = torch.tensor([p + c[:t]])
-        with torch.no_grad():
-            logits = model(prefix).logits[:, -1]
-        q = torch.softmax(warp(prefix, penalty(prefix, logits)), -1)[0]
-        top = q.topk(5)
+
+    def expected(bias=None):
+        """transformers' own processors along the answer: (bias,) penalty, temperature."""
+        for t in range(len(c)):
+            prefix = torch.tensor([p + c[:t]])
+            with torch.no_grad():
+                logits = model(prefix).logits[:, -1]
+            logits = bias(prefix, logits) if bias else logits
+            yield torch.softmax(warp(prefix, penalty(prefix, logits)), -1)[0].topk(5)
+
+    for t, top in enumerate(expected()):
         assert ids[t].tolist() == top.indices.tolist()
         expect = (top.values / top.values.sum()).numpy()
         assert np.allclose(probs[t].astype(float), expect, atol=2e-3)
@@ -306,12 +311,14 @@ def test_sampler_targets_are_the_distribution_generate_samples_from(model_dir):
     words = [int(c[1]), int(c[3])]
     ids, probs = sampler_targets(model, tok, biased, completion, 5, 1.3, None, words)
     bias = SequenceBiasLogitsProcessor({(w,): 2.0 for w in words})
-    for t in range(len(c)):
-        prefix = torch.tensor([p + c[:t]])
-        with torch.no_grad():
-            logits = model(prefix).logits[:, -1]
-        q = torch.softmax(warp(prefix, penalty(prefix, bias(prefix, logits))), -1)[0]
-        assert ids[t].tolist() == q.topk(5).indices.tolist()
+    assert ids.tolist() == [top.indices.tolist() for top in expected(bias)]
+    # An end-of-text bias likewise, on the ids it names (ric.generation.eos_ids).
+    ended = {**row, "end_bias": 3.0}
+    with pytest.raises(ValueError, match="end_ids"):
+        sampler_targets(model, tok, ended, completion, k=5)
+    ids, probs = sampler_targets(model, tok, ended, completion, 5, 1.3, None, None, [int(c[2])])
+    bias = SequenceBiasLogitsProcessor({(int(c[2]),): 3.0})
+    assert ids.tolist() == [top.indices.tolist() for top in expected(bias)]
     # "instruction" targets: the model's own distribution under the instruction, unwarped.
     ids, probs = sampler_targets(model, tok, row, completion, k=5, temperature=1.0)
     with torch.no_grad():

@@ -91,9 +91,10 @@ def weak_conflict_note(m: dict, pair: tuple[str, str]) -> list[str]:
 
 
 def condition(row: dict) -> str:
-    """The hidden sampling condition of an answer: its instruction, and its word bias if any."""
-    name = row.get("instruction") or NO_INSTRUCTION
-    return f"{name} + word bias {row['word_bias']:g}" if row.get("word_bias") else name
+    """The hidden sampling condition of an answer: its instruction, and its biases if any."""
+    parts = [row.get("instruction") or NO_INSTRUCTION]
+    parts += [f"{n.replace('_', ' ')} {row[n]:g}" for n in ("word_bias", "end_bias") if row.get(n)]
+    return " + ".join(parts)
 
 
 def instruction_table(rows: list[dict], names: list[str]) -> list[str]:
@@ -108,8 +109,9 @@ def instruction_table(rows: list[dict], names: list[str]) -> list[str]:
         return []
     lines = [
         "Mean reward per hidden sampling instruction (`assets/prompts/instructions.txt`, in the "
-        "sampling prompt only; with a word bias: a logit bias towards positive words while "
-        "sampling, docs/METHOD.md section 4), and the median answer length in tokens:",
+        "sampling prompt only; with a word or end bias: a logit bias towards positive words or "
+        "end-of-text while sampling, docs/METHOD.md section 4), and the median answer length "
+        "in tokens:",
         "",
         "| instruction | answers | " + " | ".join(names) + " | median tokens |",
         "|---|---|" + "---|" * (len(names) + 1),
