@@ -40,6 +40,9 @@ from ric.rewards import get_reward_fn, positive_word_ids
 from ric.runlog import RunClock, command_line, set_threads_from_env
 
 NO_INSTRUCTION = "(none)"
+# The hidden sampling pushes a row may carry (absent = 0): each a logit bias on a fixed set of
+# tokens (bias_token_ids), in the sampler only.
+BIASES = ("word_bias", "end_bias")
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -106,7 +109,7 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if int(self.samples_per_prompt) < 1 or not self.temperatures:
             raise ValueError("samples_per_prompt must be >= 1 and temperatures non-empty")
-        for name in ("word_bias", "end_bias"):
+        for name in BIASES:
             biases = getattr(self, name)
             try:
                 ok = bool(biases) and all(np.isfinite(float(b)) for b in biases)
@@ -167,7 +170,7 @@ def sampling_jobs(cfg: PrepareConfig) -> list[dict]:
                 "instruction": rng.choice(instructions),
                 "temperature": float(cfg.temperatures[k % len(cfg.temperatures)]),
             }
-            for name in ("word_bias", "end_bias"):
+            for name in BIASES:
                 biases = getattr(cfg, name)
                 bias = float(biases[k % len(biases)])
                 if bias:  # absent = 0, so rows sampled before the option existed stay valid
@@ -177,7 +180,7 @@ def sampling_jobs(cfg: PrepareConfig) -> list[dict]:
 
 
 def _setting(job: dict) -> tuple[float, float, float]:
-    return job["temperature"], job.get("word_bias", 0.0), job.get("end_bias", 0.0)
+    return job["temperature"], *(job.get(name, 0.0) for name in BIASES)
 
 
 def sampling_groups(chunk: list[dict]) -> list[tuple[int, tuple[float, float, float], list[dict]]]:
@@ -186,6 +189,14 @@ def sampling_groups(chunk: list[dict]) -> list[tuple[int, tuple[float, float, fl
     so their seeds (chunk_seed(.., group)) are those of data sampled before biases existed."""
     settings = sorted({_setting(j) for j in chunk})
     return [(g, s, [j for j in chunk if _setting(j) == s]) for g, s in enumerate(settings)]
+
+
+def bias_token_ids(tokenizer, used) -> dict[str, list[int]]:
+    """The tokens each bias named in `used` is added to: whole positive words of VADER's
+    lexicon, the end-of-text ids. The sampler and its targets (ric.distill) both take them
+    from here, so they cannot disagree."""
+    pick = {"word_bias": positive_word_ids, "end_bias": lambda tok: sorted(eos_ids(tok))}
+    return {name: pick[name](tokenizer) for name in BIASES if name in used}
 
 
 def sampling_bias(word_bias: float, end_bias: float, word_ids, end_ids) -> dict | None:
@@ -233,8 +244,7 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
         dtype=cfg.dtype,
         backend=cfg.backend,
     )
-    word_ids = positive_word_ids(steer.tokenizer) if any(cfg.word_bias) else []
-    end_ids = sorted(eos_ids(steer.tokenizer)) if any(cfg.end_bias) else []
+    ids = bias_token_ids(steer.tokenizer, [n for n in BIASES if any(getattr(cfg, n))])
     missing = sum(j["key"] not in done for _, ch in todo for j in ch)
     bar = tqdm(total=missing, desc="sampling answers", unit="answer")
     for c, chunk in todo:
@@ -251,7 +261,9 @@ def sample_responses(cfg: PrepareConfig, out: Path, clock: RunClock | None = Non
                 temp,
                 cfg.top_p,
                 repetition_penalty=cfg.repetition_penalty,
-                logit_bias=sampling_bias(word_bias, end_bias, word_ids, end_ids),
+                logit_bias=sampling_bias(
+                    word_bias, end_bias, ids.get("word_bias", []), ids.get("end_bias", [])
+                ),
             )
             outs = steer.complete(
                 inputs,

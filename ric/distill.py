@@ -25,6 +25,7 @@ import numpy as np
 
 from ric.artifacts import read_json, write_json
 from ric.conditioning import format_plain_prompt
+from ric.data import BIASES, bias_token_ids
 
 
 def sampler_targets(
@@ -52,10 +53,10 @@ def sampler_targets(
     ids = torch.tensor([p + c], device=model.device)
     with torch.no_grad():
         logits = model(ids).logits[0, len(p) - 1 : -1].float()
-    for name, ids in (("word_bias", word_ids), ("end_bias", end_ids)):
+    for name, ids in zip(BIASES, (word_ids, end_ids), strict=True):
         if row.get(name):  # before the penalty, as transformers orders them
             if not ids:
-                what = "word_ids" if name == "word_bias" else "end_ids"
+                what = name.replace("bias", "ids")
                 raise ValueError(f"row {row.get('key')} was sampled with a {name}: pass {what}")
             logits[:, torch.tensor(ids)] += float(row[name])
     if repetition_penalty != 1.0:
@@ -95,9 +96,7 @@ def build_targets(
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
-    from ric.generation import eos_ids
     from ric.models import load_tokenizer
-    from ric.rewards import positive_word_ids
 
     out = Path(data_dir) / f"{'instruction' if instruction_only else 'teacher'}_k{k}"
     out.mkdir(parents=True, exist_ok=True)
@@ -105,8 +104,7 @@ def build_targets(
     penalty = 1.0 if instruction_only else float(config.get("repetition_penalty", 1.0))
     temperature = 1.0 if instruction_only else None
     tok = load_tokenizer(model_path)
-    word_ids = positive_word_ids(tok) if any(r.get("word_bias") for r in rows) else None
-    end_ids = sorted(eos_ids(tok)) if any(r.get("end_bias") for r in rows) else None
+    ids_of = bias_token_ids(tok, [n for n in BIASES if any(r.get(n) for r in rows)])
     model = None
     starts = range(0, len(rows), chunk)
     for start in tqdm(starts, desc="sampler targets", unit="chunk"):
@@ -118,7 +116,15 @@ def build_targets(
         tensors = {}
         for i in range(start, min(start + chunk, len(rows))):
             ids, q = sampler_targets(
-                model, tok, rows[i], completions[i], k, penalty, temperature, word_ids, end_ids
+                model,
+                tok,
+                rows[i],
+                completions[i],
+                k,
+                penalty,
+                temperature,
+                ids_of.get("word_bias"),
+                ids_of.get("end_bias"),
             )
             tensors[f"{rows[i]['key']}/ids"], tensors[f"{rows[i]['key']}/probs"] = ids, q
         tmp = name.with_suffix(".partial")  # a killed run leaves no half-written chunk

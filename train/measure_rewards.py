@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from ric.artifacts import atomic_write_text, read_json, write_json
-from ric.data import NO_INSTRUCTION, choose_pair, load_dataset_rows, reward_measures
+from ric.data import BIASES, NO_INSTRUCTION, choose_pair, load_dataset_rows, reward_measures
 
 
 def table(
@@ -93,7 +93,7 @@ def weak_conflict_note(m: dict, pair: tuple[str, str]) -> list[str]:
 def condition(row: dict) -> str:
     """The hidden sampling condition of an answer: its instruction, and its biases if any."""
     parts = [row.get("instruction") or NO_INSTRUCTION]
-    parts += [f"{n.replace('_', ' ')} {row[n]:g}" for n in ("word_bias", "end_bias") if row.get(n)]
+    parts += [f"{n.replace('_', ' ')} {row[n]:g}" for n in BIASES if row.get(n)]
     return " + ".join(parts)
 
 
