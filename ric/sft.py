@@ -118,9 +118,12 @@ def lora_config(
     target_modules: str | list,
     lora_layers: int | None,
 ):
-    """LoraConfig as train_sft builds it: optionally on the last `lora_layers` layers only."""
+    """LoraConfig as train_sft builds it: optionally on the last `lora_layers` layers only.
+    A model with reward vectors (ric.vectors) trains and saves them with the LoRA."""
     import torch
     from peft import LoraConfig
+
+    from ric.vectors import ATTR, has_reward_vectors
 
     layers, targets = None, target_modules
     if lora_layers is not None:
@@ -143,6 +146,7 @@ def lora_config(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=targets,
+        modules_to_save=[ATTR] if has_reward_vectors(model) else None,
         task_type="CAUSAL_LM",
     )
 
@@ -695,6 +699,7 @@ def train_sft(
     from trl import SFTConfig, SFTTrainer
 
     from ric.models import load_tokenizer, resolve_model
+    from ric.vectors import prepare_model
 
     set_threads_from_env()
     out = Path(recipe.out_dir)
@@ -709,6 +714,8 @@ def train_sft(
             f"contrast_weight must be >= 0 and contrast_margin > 0, got "
             f"{recipe.contrast_weight} and {recipe.contrast_margin}"
         )
+    if fmt.vectors and not recipe.conditioned:
+        raise ValueError("conditioning.vectors reads the tags: it needs conditioned=true")
     if recipe.contrast_weight and recipe.targets != "tokens":
         raise ValueError("contrast_weight works with targets='tokens' only")
     if done := finished_adapter(out, recipe.max_steps):
@@ -741,6 +748,7 @@ def train_sft(
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.float32, use_safetensors=True, **kwargs
     )
+    prepare_model(model, tok, fmt, len(recipe.rewards))
     if recipe.init_adapter:
         model = PeftModel.from_pretrained(model, recipe.init_adapter, is_trainable=True)
     common = dict(

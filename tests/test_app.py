@@ -566,9 +566,11 @@ def test_shipped_text_adapter_loads_with_its_fronts():
     steer, label = app.load_steerable(dtype="float32")
     assert steer.conditioned and "assets/text/adapter" in label
     fronts = app.load_fronts([app.FRONT, app.OFFLINE_FRONT, app.BASE_FRONT], steer.reward_names)
-    assert len(fronts) == 3  # the shipped sweep, the same sweep before MORS, the base point
+    # the shipped sweep first and the base point last (the offline-only sweep between them once
+    # a MORS stage ships); every one measured on this adapter's rewards
+    assert len(fronts) >= 2 and fronts[-1]["points"][0]["weights"] is None
     assert fronts[0]["settings"]["adapter"].endswith("adapter")
-    assert fronts[0]["hypervolume"] > fronts[1]["hypervolume"] > fronts[2]["hypervolume"]
+    assert fronts[0]["hypervolume"] > fronts[-1]["hypervolume"]
     assert "Measured steering" in app.header(steer, label, fronts)
 
 

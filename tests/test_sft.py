@@ -79,15 +79,19 @@ def test_length_buckets_group_similar_lengths_in_random_step_order():
     assert order == length_buckets(lengths, 8, seed=0) != length_buckets(lengths, 8, seed=1)
 
 
-def test_cpu_recipe_batches_by_length_in_bf16(tmp_path, model_dir, data_dir):
-    """The CPU recipe's speed settings reach the trainer and it still trains."""
+def test_length_batches_in_bf16_train_and_the_cpu_recipe_reads_its_tags_by_vectors(
+    tmp_path, model_dir, data_dir
+):
+    """Length batching and bf16 reach the trainer and it still trains; the CPU recipe mixes
+    lengths (the brevity tag varies within a step), runs bf16 and adds reward vectors."""
     recipe = sft_recipe(tmp_path / "sft", model_dir, data_dir, group_by_length=True, bf16=True)
     train_sft(recipe)
     assert json.loads((tmp_path / "sft" / "train_log.json").read_text())["steps"] == 2
     import yaml
 
     cpu = yaml.safe_load((ROOT / "train" / "recipes" / "cpu_sft.yaml").read_text())
-    assert cpu["group_by_length"] is True and cpu["bf16"] is True
+    assert cpu["group_by_length"] is False and cpu["bf16"] is True
+    assert cpu["conditioning"]["vectors"] is True and cpu["targets"] == "instruction"
 
 
 def test_sft_resumes_from_checkpoint(tmp_path, model_dir, data_dir, capfd):
