@@ -31,7 +31,7 @@ from ric.conditioning import ConditioningFormat, parse_reward_tags
 ATTR = "reward_vectors"
 # Adam moves every parameter by about the learning rate per step, whatever its scale: the
 # vectors are stored divided by this factor so that they learn 10x faster than the LoRA
-# weights at one shared rate (in the probe a 1x scale had not moved after 40 steps).
+# weights at one shared rate. 10 is the only scale tried (runs/sft_vec, docs/TRAINING.md).
 SCALE = 10.0
 
 
