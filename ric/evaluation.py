@@ -23,7 +23,7 @@ from ric.generation import GenerationSettings
 from ric.mapping import simplex_grid
 from ric.normalization import parse_range_quantiles
 from ric.pareto import controllability_report, hypervolume, pareto_mask, sparsity
-from ric.quality import GUARDS, guard_metrics
+from ric.quality import GUARDS, guard_failures, guard_metrics
 from ric.runlog import RunClock, command_line, set_threads_from_env
 from ric.steering import SteerableModel
 
@@ -220,6 +220,8 @@ def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=N
         "settings": dataclasses.asdict(cfg),
         "command": command_line(),
         "stats_source": steer.stats.to_dict()["range_source"],
+        # The text engine that generated the replies (image pipelines have none).
+        "engine": getattr(getattr(steer, "engine", None), "label", None),
         # The mapping actually used (settings.method None = the artifact's own default).
         "mapping": None
         if cfg.base
@@ -248,22 +250,50 @@ def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=N
 class CalibrateConfig(EvalConfig):
     prompts: str = field(DEFAULT.train_prompts, "calibration prompts (not the held-out ones)")
     candidates: list = field(
-        [[0.05, 0.95], [0.25, 0.95], [0.5, 0.95]],
+        [[0.05, 0.95], [[0.05, 0.95], [0.15, 0.95]], [[0.05, 0.95], [0.3, 0.95]]],
         "mapping ranges to try, each [lo, hi] or one [lo, hi] per reward",
     )
-    out: str = field("runs/calibrate", "one sweep folder per candidate, and calibration.json")
+    points: int | None = field(6, "K evenly spaced weights per candidate sweep (2 objectives)")
+    out: str = field(
+        "runs/calibrate", "one sweep folder per candidate, the base point, calibration.json"
+    )
 
 
-def pick_range(fronts: list[dict]) -> int:
-    """The candidate whose sweep steers every objective best: highest worst-objective Spearman,
-    then highest hypervolume. Spearman comes first because a range that leaves one objective
-    flat is useless to a slider, however far the front reaches."""
-    keys = [(round(min(f["controllability"]["spearman"]), 6), f["hypervolume"]) for f in fronts]
+PICK_RULE = (
+    "fewest sweep points failing a quality guard (ric.quality.GUARD_BARS, against the base "
+    "model on the same prompts), then highest worst-objective Spearman, then hypervolume"
+)
+
+
+def point_failures(front: dict, base_guards: dict | None) -> dict[str, list[str]]:
+    """The guard bars each sweep point of a front misses, keyed by its weights."""
+    out = {}
+    for p in front["points"]:
+        failed = guard_failures(p["guards"], base_guards)
+        if failed:
+            out[json.dumps(np.round(p["weights"], 3).tolist())] = failed
+    return out
+
+
+def pick_range(fronts: list[dict], base_guards: dict | None = None) -> int:
+    """The candidate whose sweep steers every objective best without spoiling the answers
+    (PICK_RULE). Guards come first: a wide range that makes the extreme points loop or drift
+    off topic reaches far on paper and fails the user there. Spearman next, because a range
+    that leaves one objective flat is useless to a slider, however far the front reaches."""
+    keys = [
+        (
+            -len(point_failures(f, base_guards)),
+            round(min(f["controllability"]["spearman"]), 6),
+            f["hypervolume"],
+        )
+        for f in fronts
+    ]
     return max(range(len(fronts)), key=keys.__getitem__)
 
 
 def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -> dict:
-    """Sweep each candidate mapping range on calibration prompts and pick one (pick_range).
+    """Sweep each candidate mapping range on calibration prompts and pick one (pick_range),
+    after one base-model point on the same prompts (the floor of the relative guards).
 
     Choosing the range on held-out prompts would tune it to the test; the default prompts are
     training prompts, so the held-out sweep afterwards stays an honest measurement."""
@@ -273,30 +303,35 @@ def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -
     for cand in cfg.candidates:  # every candidate checked before the first sweep starts
         parse_range_quantiles(cand, len(steer.reward_names))
     base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)}
+    base_front = evaluate_front(EvalConfig(**{**base, "base": True, "out": f"{cfg.out}/base"}))
+    base_guards = base_front["points"][0]["guards"]
     fronts = []
     for k, cand in enumerate(cfg.candidates):
         sub = EvalConfig(**{**base, "range_quantiles": cand, "out": f"{cfg.out}/range{k}"})
         fronts.append(evaluate_front(sub, steer))
-    best = pick_range(fronts)
+    best = pick_range(fronts, base_guards)
     result = {
         "chosen": fronts[best]["mapping"],
-        "rule": "highest worst-objective Spearman, then highest hypervolume",
+        "rule": PICK_RULE,
         "prompts": cfg.prompts,
         "skip_prompts": cfg.skip_prompts,
         "max_prompts": cfg.max_prompts,
+        "points": cfg.points,
+        "base_guards": base_guards,
         "candidates": [
             {
                 "range_quantiles": f["mapping"]["range_quantiles"],
                 "method": f["mapping"]["method"],
                 "hypervolume": f["hypervolume"],
                 "spearman": f["controllability"]["spearman"],
+                "guard_failures": point_failures(f, base_guards),
                 "front": f"{cfg.out}/range{k}/{FRONT_FILE}",
             }
             for k, f in enumerate(fronts)
         ],
         "command": command_line(),
-        "wall_seconds": round(sum(f["wall_seconds"] for f in fronts), 1),
-        "cpu_seconds": round(sum(f["cpu_seconds"] for f in fronts), 1),
+        "wall_seconds": round(sum(f["wall_seconds"] for f in [base_front, *fronts]), 1),
+        "cpu_seconds": round(sum(f["cpu_seconds"] for f in [base_front, *fronts]), 1),
     }
     write_json(Path(cfg.out) / "calibration.json", result)
     return result

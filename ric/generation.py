@@ -166,6 +166,11 @@ class Engine:
     name = "engine"
     tokenizer = None
 
+    @property
+    def label(self) -> str:
+        """The engine and its number format ("onnx int8"), as fronts record it."""
+        return self.name
+
     def stream_batch(
         self,
         prompts: list[str],
@@ -238,6 +243,10 @@ class TransformersEngine(Engine):
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {str(self.model.dtype).removeprefix('torch.')}"
 
     def stream_batch(self, prompts, settings, caps=None, seed=None, stop=None):
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -330,6 +339,20 @@ class OnnxEngine(Engine):
             )
         )
         self.model = og.Model(cfg)
+        source = self.folder / "source.json"
+        source = json.loads(source.read_text()) if source.exists() else {}
+        self.precision = source.get("precision")
+        # An export with reward vectors (ric.vectors.add_to_onnx) takes each row's tag values.
+        vectors, self.vectors = source.get("reward_vectors"), None
+        if vectors:
+            from ric.conditioning import ConditioningFormat
+
+            fmt = ConditioningFormat.from_dict(vectors["conditioning"])
+            self.vectors = (fmt, int(vectors["n_rewards"]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.precision}" if self.precision else self.name
 
     def stream_batch(self, prompts, settings, caps=None, seed=None, stop=None):
         og = self.og
@@ -373,6 +396,14 @@ class OnnxEngine(Engine):
                 search["random_seed"] = int(seed) % (2**31)
         params.set_search_options(**search)
         gen = og.Generator(self.model, params)
+        if self.vectors:
+            from ric.vectors import tag_values
+
+            # onnxruntime-genai keeps a pointer to this buffer, not a copy, and reads it at every
+            # decode step: it must live as long as `gen` (a temporary array was freed and
+            # reused, and the steps after the first read garbage).
+            reward_z = np.asarray(tag_values(encoded, self.tokenizer, *self.vectors), np.float32)
+            gen.set_model_input("reward_z", reward_z)
         gen.append_tokens(batch)
         stop = stop or (lambda _: False)
         penalty, bias = settings.repetition_penalty, settings.logit_bias or {}

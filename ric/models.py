@@ -259,15 +259,24 @@ def onnx_model_dir(
         if done.returncode != 0 or not (tmp / "out" / "genai_config.json").exists():
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError("onnxruntime-genai export failed: " + " | ".join(tail))
-        write_json(
-            tmp / "out" / "source.json",
-            {
-                "base": str(name or DEFAULT_MODEL),
-                "adapter": str(adapter) if adapter else None,
-                "precision": precision,
-                "export_version": _ONNX_EXPORT_VERSION,
-            },
-        )
+        source_info = {
+            "base": str(name or DEFAULT_MODEL),
+            "adapter": str(adapter) if adapter else None,
+            "precision": precision,
+            "export_version": _ONNX_EXPORT_VERSION,
+        }
+        if adapter is not None and _has_vectors(adapter):
+            from ric.vectors import adapter_vectors, add_to_onnx
+
+            vectors = adapter_vectors(adapter)
+            add_to_onnx(tmp / "out" / "model.onnx", vectors)
+            meta = load_adapter_meta(adapter)
+            # What the engine needs to read z from a prompt's tags (ric.vectors.tag_values).
+            source_info["reward_vectors"] = {
+                "n_rewards": int(vectors.shape[1]),
+                "conditioning": meta.conditioning,
+            }
+        write_json(tmp / "out" / "source.json", source_info)
         try:
             os.replace(tmp / "out", target)
         except OSError:  # another process finished the same export first
@@ -344,13 +353,11 @@ def load_engine(
         chosen = default_backend() if env in ("", "auto") else env
     if chosen not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {chosen!r}")
-    if adapter is not None and _has_vectors(adapter) and chosen != "transformers":
-        if backend != "auto":
-            raise ValueError(
-                f"{adapter} adds reward vectors to every layer (ric.vectors), which only the "
-                f"transformers backend runs; got backend {chosen!r}"
-            )
-        chosen = "transformers"
+    if adapter is not None and chosen == "vllm" and _has_vectors(adapter):
+        raise ValueError(
+            f"{adapter} adds reward vectors to every layer (ric.vectors), which vLLM does not "
+            "run: use the transformers or onnx backend"
+        )
     try:
         return BACKENDS[chosen](name, adapter, dtype, threads)
     except Exception as e:

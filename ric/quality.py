@@ -13,6 +13,11 @@ for each sweep point and the base point (`guard_metrics`):
 - finished_share: share of replies ended by end-of-text (not by the token cap);
 - distinct_2: distinct word bigrams / all word bigrams over the replies.
 
+`guard_failures` holds a point to the bars (GUARD_BARS): fixed ceilings on stock openings and
+echo, and floors on relevance and distinct-2 relative to the base model on the same prompts.
+The distinct-2 floor is the project's own: a model asked for extreme scores can loop a word or
+flood emoji while staying on topic, which relevance alone does not see.
+
 >>> opening("What a WONDERFUL question! Here", 3)
 'what a wonderful'
 """
@@ -33,6 +38,14 @@ GUARDS = (
     "distinct_2",
 )
 _WORD = re.compile(r"[\w']+")
+# (guard, kind, bar): "max" = at most bar; "base" = at least the base model's value minus bar.
+GUARD_BARS = (
+    ("top_opening_share", "max", 0.20),
+    ("shared_opening_share", "max", 0.15),
+    ("echo_rate", "max", 0.05),
+    ("relevance", "base", 0.05),
+    ("distinct_2", "base", 0.10),
+)
 
 
 def words(text: str) -> list[str]:
@@ -107,3 +120,16 @@ def guard_metrics(
         "finished_share": round(float(np.mean(known)), 4) if known else None,
         "distinct_2": round(distinct_n(replies, 2), 4),
     }
+
+
+def guard_failures(guards: dict, base: dict | None = None) -> list[str]:
+    """The bars of GUARD_BARS one sweep point misses, readable ("relevance 0.503 < 0.523");
+    [] when it meets them all. Without the base point's guards only the fixed ceilings apply."""
+    failed = []
+    for name, kind, bar in GUARD_BARS:
+        value = guards[name]
+        if kind == "max" and value > bar:
+            failed.append(f"{name} {value:.3f} > {bar:.2f}")
+        elif kind == "base" and base is not None and value < base[name] - bar - 1e-9:
+            failed.append(f"{name} {value:.3f} < {base[name] - bar:.3f}")
+    return failed

@@ -19,10 +19,17 @@ The module sits on the decoder as `reward_vectors` and trains and saves through 
 resuming need nothing more than attaching it to the base model first. Generation: the prefill
 forward (the whole prompt) reads z; the one-token decode steps after it reuse that z, so one
 model serves one batch at a time (the engines' Batcher runs one).
+
+The onnx engine runs them too: `add_to_onnx` rewrites an onnxruntime-genai export so that every
+layer's input gets z . v^l from an extra graph input `reward_z` (batch, n_rewards), which the
+engine fills from the same tags (`tag_values`) before the prompt goes in.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,13 +78,8 @@ def attach_reward_vectors(model, tokenizer, fmt: ConditioningFormat, n_rewards: 
     state: dict = {}
 
     def read_tags(ids: torch.Tensor) -> torch.Tensor:
-        rows = []
-        for row in ids.tolist():
-            values = parse_reward_tags(tokenizer.decode(row), fmt)
-            # The last n tags are the current turn's (user text cannot carry tags: sanitized);
-            # a prompt without them (a plain chat) gets z = 0, the vectors' neutral point.
-            rows.append(values[-n_rewards:] if len(values) >= n_rewards else [0.0] * n_rewards)
-        return torch.tensor(rows, dtype=torch.float32, device=ids.device)
+        z = tag_values(ids.tolist(), tokenizer, fmt, n_rewards)
+        return torch.tensor(z, dtype=torch.float32, device=ids.device)
 
     def before_decoder(module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -104,6 +106,82 @@ def attach_reward_vectors(model, tokenizer, fmt: ConditioningFormat, n_rewards: 
             return args, {**kwargs, "hidden_states": h + add[index][:, None, :].to(h.dtype)}
 
         layer.register_forward_pre_hook(before_layer, with_kwargs=True)
+
+
+def tag_values(rows, tokenizer, fmt: ConditioningFormat, n_rewards: int) -> list[list[float]]:
+    """z for each row of token ids: the values of its last n_rewards tags. The last ones are
+    the current turn's (user text cannot carry tags: sanitized); a row without them (a plain
+    chat) gets z = 0, the vectors' neutral point."""
+    out = []
+    for row in rows:
+        values = parse_reward_tags(tokenizer.decode(row), fmt)
+        out.append(values[-n_rewards:] if len(values) >= n_rewards else [0.0] * n_rewards)
+    return out
+
+
+def adapter_vectors(adapter) -> np.ndarray:
+    """The (n_layers, n_rewards, hidden) additions per unit of z that an adapter's safetensors
+    file holds (its stored vectors times SCALE), in float32."""
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(Path(adapter) / "adapter_model.safetensors"))
+    found = [v for k, v in weights.items() if ATTR in k.split(".")]
+    if len(found) != 1:
+        raise ValueError(f"{adapter} holds {len(found)} reward-vector tensors, expected one")
+    return found[0].astype(np.float32) * SCALE
+
+
+def add_to_onnx(model_file, vectors: np.ndarray) -> None:
+    """Rewrite an onnxruntime-genai decoder export in place: a graph input `reward_z`
+    (batch, n_rewards) and, before each layer l, its residual stream + z . v^l.
+
+    The exporter names each layer's first norm `/model/layers.{l}/input_layernorm/...`; its
+    first input is the residual stream entering the layer (the embeddings for layer 0, the
+    previous layer's sum otherwise), read only there and by that layer's second norm. Every
+    reader of that tensor gets the biased one, as the torch hook gives the layer its input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(model_file))
+    graph = model.graph
+    if any(i.name == "reward_z" for i in graph.input):
+        raise ValueError(f"{model_file} already takes reward_z")
+    n_layers, n_rewards, _ = vectors.shape
+    graph.input.append(
+        helper.make_tensor_value_info("reward_z", TensorProto.FLOAT, ["batch_size", n_rewards])
+    )
+    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "reward_z.axes"))
+    for layer in range(n_layers):
+        prefix = f"/model/layers.{layer}/input_layernorm/"
+        norms = [n for n in graph.node if n.name.startswith(prefix)]
+        if len(norms) != 1:
+            raise ValueError(f"the export has no single {prefix} node to add reward vectors at")
+        stream, name = norms[0].input[0], f"/model/layers.{layer}/reward_vectors"
+        weight = f"model.layers.{layer}.reward_vectors"
+        graph.initializer.append(numpy_helper.from_array(vectors[layer], weight))
+        added = [
+            helper.make_node(
+                "MatMul", ["reward_z", weight], [f"{name}/z_v"], name=f"{name}/MatMul"
+            ),
+            helper.make_node(
+                "Unsqueeze",
+                [f"{name}/z_v", "reward_z.axes"],
+                [f"{name}/bias"],
+                name=f"{name}/Unsqueeze",
+            ),
+            helper.make_node(
+                "Add", [stream, f"{name}/bias"], [f"{name}/output_0"], name=f"{name}/Add"
+            ),
+        ]
+        for node in graph.node:
+            node.input[:] = [f"{name}/output_0" if x == stream else x for x in node.input]
+        at = list(graph.node).index(norms[0])
+        for k, node in enumerate(added):
+            graph.node.insert(at + k, node)
+    # Every weight is in memory now; onnx appends to an existing data file, so start a new one.
+    data = Path(str(model_file) + ".data")
+    data.unlink(missing_ok=True)
+    onnx.save(model, str(model_file), save_as_external_data=True, location=data.name)
 
 
 def prepare_model(model, tokenizer, fmt: ConditioningFormat, n_rewards: int) -> None:

@@ -86,18 +86,35 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     return path
 
 
-def make_tiny_adapter(folder, model_dir, reward_names=("positivity", "brevity"), seed=0):
-    """A LoRA adapter on the tiny LM with RiC metadata: what train/sft.py writes, in a blink."""
+def make_tiny_adapter(
+    folder, model_dir, reward_names=("positivity", "brevity"), seed=0, vectors=False
+):
+    """A LoRA adapter on the tiny LM with RiC metadata: what train/sft.py writes, in a blink.
+    vectors=True adds random reward vectors (ric.vectors), saved with the LoRA."""
     import numpy as np
+    import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ric.artifacts import RicMeta
     from ric.conditioning import ConditioningFormat
     from ric.normalization import RewardStats
+    from ric.vectors import ATTR, attach_reward_vectors
 
+    fmt = ConditioningFormat(vectors=vectors)
     base = AutoModelForCausalLM.from_pretrained(model_dir)
-    peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    if vectors:
+        attach_reward_vectors(base, AutoTokenizer.from_pretrained(model_dir), fmt, 2)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            getattr(base.get_decoder(), ATTR).v.normal_(std=0.2)
+    lora = LoraConfig(
+        r=2,
+        lora_alpha=4,
+        target_modules="all-linear",
+        modules_to_save=[ATTR] if vectors else None,
+    )
+    peft = get_peft_model(base, lora)
     peft.save_pretrained(folder)
     rng = np.random.default_rng(seed)
     stats = RewardStats.fit(rng.normal(size=(200, len(reward_names))), list(reward_names))
@@ -106,7 +123,7 @@ def make_tiny_adapter(folder, model_dir, reward_names=("positivity", "brevity"),
         base_model=str(model_dir),
         reward_names=list(reward_names),
         stats=stats.to_dict(),
-        conditioning=ConditioningFormat().to_dict(),
+        conditioning=fmt.to_dict(),
     ).save(folder)
     return folder
 

@@ -17,6 +17,7 @@ from ric.evaluation import (
     evaluate_front,
     evaluate_tag_contrast,
     pick_range,
+    point_failures,
 )
 from ric.normalization import RewardStats
 from ric.quality import GUARDS
@@ -65,6 +66,7 @@ def test_front_carries_every_guard_at_every_point_and_the_base(tmp_path, setup):
     # The mapping actually used is recorded (the artifact's default here), none for the base.
     assert front["mapping"]["method"] == RicMeta.load(setup["adapter"]).mapping
     assert not base["mapping"] and front["cpu_seconds"] > 0
+    assert front["engine"] == base["engine"] == "transformers float32"  # what generated it
 
 
 def test_prompt_slices_and_calibration(tmp_path, setup):
@@ -82,7 +84,12 @@ def test_prompt_slices_and_calibration(tmp_path, setup):
         json.loads((tmp_path / "cal" / f"range{k}" / "front.json").read_text()) for k in (0, 1)
     ]
     assert [c["range_quantiles"] for c in cal["candidates"]] == cands
-    assert cal["chosen"] == fronts[pick_range(fronts)]["mapping"]
+    # One base-model point on the same calibration prompts sets the relative guard floors.
+    base_front = json.loads((tmp_path / "cal" / "base" / "front.json").read_text())
+    assert base_front["points"][0]["weights"] is None
+    assert cal["base_guards"] == base_front["points"][0]["guards"]
+    assert cal["chosen"] == fronts[pick_range(fronts, cal["base_guards"])]["mapping"]
+    assert all(isinstance(c["guard_failures"], dict) for c in cal["candidates"])
     stats = RewardStats.from_dict(RicMeta.load(setup["adapter"]).stats)
     assert np.allclose(fronts[1]["mapping"]["low"], stats.quantile([0.2, 0.5]))
     bad = {**base, "candidates": [[0.1, 0.9], [0.9, 0.1]], "out": str(tmp_path / "bad")}
@@ -103,13 +110,31 @@ def test_tag_contrast(tmp_path, setup):
         assert np.isfinite(far[part]["mean_nll_increase"]) and np.isfinite(tc[part]["sem"])
 
 
-def test_pick_range_prefers_the_worst_objective_then_hypervolume():
-    def front(sp, hv):
-        return {"controllability": {"spearman": sp}, "hypervolume": hv}
+def test_pick_range_puts_guards_first_then_the_worst_objective_then_hypervolume():
+    good = {
+        "top_opening_share": 0.05,
+        "shared_opening_share": 0.0,
+        "echo_rate": 0.0,
+        "relevance": 0.57,
+        "distinct_2": 0.8,
+    }
+    base = {"relevance": 0.57, "distinct_2": 0.76}
+
+    def front(sp, hv, relevance=(0.57, 0.57)):
+        points = [
+            {"weights": [w, 1 - w], "guards": {**good, "relevance": r}}
+            for w, r in zip((0.0, 1.0), relevance, strict=True)
+        ]
+        return {"controllability": {"spearman": sp}, "hypervolume": hv, "points": points}
 
     fronts = [front([1.0, 0.5], 9.0), front([0.9, 0.8], 5.0), front([0.8, 0.9], 6.0)]
-    assert pick_range(fronts) == 2  # 0.8 worst in both: the larger front wins
-    assert pick_range(fronts[:2]) == 1  # a flat objective loses whatever the hypervolume
+    assert pick_range(fronts, base) == 2  # 0.8 worst in both: the larger front wins
+    assert pick_range(fronts[:2], base) == 1  # a flat objective loses whatever the hypervolume
+    # Off topic at the extreme (relevance 0.50 < 0.57 - 0.05): loses to a narrower range.
+    wide = front([0.95, 0.95], 9.0, relevance=(0.57, 0.50))
+    assert pick_range([wide, fronts[2]], base) == 1
+    assert pick_range([wide, fronts[2]]) == 0  # no base point: relevance is not judged
+    assert point_failures(wide, base) == {"[1.0, 0.0]": ["relevance 0.500 < 0.520"]}
 
 
 def test_resumed_sweep_with_other_settings_is_refused(tmp_path):

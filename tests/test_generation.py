@@ -283,3 +283,9 @@ def test_logit_bias_is_transformers_sequence_bias_on_every_engine(tiny_adapter_d
         for done in engine.complete(PROMPTS[:2], forced, progress=False):
             assert done.text == tok.decode([321] * 4).strip() and done.n_tokens == 4
     assert biased.sampling_key() != plain.sampling_key()
+
+
+def test_engines_say_what_they_run(onnx_engine, tiny_model_dir):
+    model, tok = load_model(str(tiny_model_dir), dtype="float32")
+    assert TransformersEngine(model, tok).label == "transformers float32"
+    assert onnx_engine.label == "onnx fp32" and onnx_engine.vectors is None

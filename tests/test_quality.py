@@ -5,6 +5,7 @@ import numpy as np
 from ric.quality import (
     GUARDS,
     distinct_n,
+    guard_failures,
     guard_metrics,
     is_echo,
     shared_opening_share,
@@ -44,3 +45,24 @@ def test_guard_metrics_has_every_guard():
     assert g["finished_share"] == 0.5 and g["echo_rate"] == 0.0
     assert np.isfinite(g["relevance"]) and g["top_opening_share"] == 0.5
     assert guard_metrics(["a"], ["b"])["finished_share"] is None
+
+
+def test_guard_failures_against_fixed_bars_and_the_base():
+    ok = {
+        "top_opening_share": 0.2,
+        "shared_opening_share": 0.15,
+        "echo_rate": 0.05,
+        "relevance": 0.523,
+        "distinct_2": 0.66,
+    }
+    base = {"relevance": 0.573, "distinct_2": 0.76}
+    assert guard_failures(ok, base) == []  # every bar met exactly
+    bad = {**ok, "top_opening_share": 0.21, "relevance": 0.503, "distinct_2": 0.58}
+    failed = guard_failures(bad, base)
+    assert failed == [
+        "top_opening_share 0.210 > 0.20",
+        "relevance 0.503 < 0.523",
+        "distinct_2 0.580 < 0.660",
+    ]
+    # Without a base point only the fixed ceilings can be judged.
+    assert guard_failures(bad) == ["top_opening_share 0.210 > 0.20"]

@@ -149,6 +149,23 @@ def test_ship_text_sets_inference_defaults_checked_against_the_front(tmp_path, t
     with pytest.raises(SystemExit, match="mapping 'l2', not 'ric'"):
         ship.main([*argv, "--mapping", "ric"])
     ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.05", "0.95"])
+    assert not (dest / "offline_front.json").exists()
+    # Shipped with an offline-only front beside it, then without: the stale one goes.
+    ship.main(
+        [
+            *argv,
+            "--mapping",
+            "l2",
+            "--range-quantiles",
+            "0.05",
+            "0.95",
+            "--offline-front",
+            str(base),
+        ]
+    )
+    assert (dest / "offline_front.json").exists()
+    ship.main([*argv, "--mapping", "l2", "--range-quantiles", "0.05", "0.95"])
+    assert not (dest / "offline_front.json").exists()
     meta = RicMeta.load(dest / "adapter")
     stats = RewardStats.from_dict(meta.stats)
     before = RewardStats.load(tiny_adapter_dir)
@@ -229,8 +246,10 @@ def test_report_calibration_section_marks_the_choice():
             "method": "l2",
             "hypervolume": 5.0,
             "spearman": [0.95, 0.9],
+            "guard_failures": {},
         },
     ]
+    cands[0]["guard_failures"] = {"[1.0, 0.0]": ["relevance 0.500 < 0.520"]}
     cal = {
         "candidates": cands,
         "chosen": {"range_quantiles": cands[1]["range_quantiles"]},
@@ -244,6 +263,7 @@ def test_report_calibration_section_marks_the_choice():
     assert "0.95, 0.90" in rows[1] and "first 100 prompts of train.txt" in "\n".join(
         report.calibration_section(cal)
     )
+    assert "w=[1.0, 0.0]: relevance 0.500 < 0.520" in rows[0] and "| none |" in rows[1]
 
 
 def test_bad_recipe_key(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_lm
+from conftest import build_tiny_lm, make_tiny_adapter
 from safetensors.torch import load_file
 from training_helpers import REWARDS, ending_model, prepare_cfg, sft_recipe
 
@@ -127,8 +127,26 @@ def test_sft_trains_saves_and_loads_the_vectors(tmp_path, tiny_model_dir):
     # A killed run resumes with its vectors: they are in every checkpoint's adapter file.
     ckpt = sorted((tmp_path / "sft" / "checkpoints").glob("checkpoint-*"))[-1]
     assert any(ATTR in k for k in load_file(ckpt / "adapter_model.safetensors"))
-    # Only the transformers engine adds them; auto picks it, an explicit onnx is refused.
-    engine, _, _ = load_engine("auto", adapter=adapter, dtype="float32")
-    assert engine.name == "transformers"
-    with pytest.raises(ValueError, match="only the transformers backend"):
-        load_engine("onnx", adapter=adapter)
+    # vLLM has no way to add them: refused with a message, before anything loads.
+    with pytest.raises(ValueError, match="vLLM does not run"):
+        load_engine("vllm", adapter=adapter)
+
+
+def test_onnx_export_adds_the_vectors_as_transformers_does(tmp_path, tiny_model_dir):
+    """The fp32 onnx export of an adapter with reward vectors (ric.vectors.add_to_onnx) decodes
+    like transformers, one batch holding rows of different tag values and a plain prompt."""
+    from ric.generation import GenerationSettings, TransformersEngine
+    from ric.models import load_engine, load_model
+
+    adapter = make_tiny_adapter(tmp_path / "a", tiny_model_dir, vectors=True)
+    model, tok = load_model(adapter=str(adapter), merge=True)
+    zs = ([0.0, 0.0], [1.5, -1.0], [-2.0, 2.0])
+    prompts = [_prompt(tok, z) for z in zs] + ["a plain prompt without tags"]
+    greedy = GenerationSettings(max_new_tokens=8, do_sample=False)
+    reference = TransformersEngine(model, tok).complete(prompts, greedy, progress=False)
+    assert len({r.text for r in reference[:3]}) == 3  # the tag values change the reply
+    engine, _, _ = load_engine("onnx-fp32", adapter=adapter)
+    assert engine.name == "onnx" and engine.vectors[1] == 2
+    assert engine.complete(prompts, greedy, batch_size=4, progress=False) == reference
+    auto, _, _ = load_engine("auto", adapter=adapter)  # on a CPU the fast engine serves it
+    assert auto.name == "onnx"

@@ -117,21 +117,29 @@ def calibration_section(cal: dict) -> list[str]:
     """The candidate mapping ranges swept on calibration prompts, and the one chosen."""
     n = f"the first {cal['max_prompts']}" if cal.get("max_prompts") else "all"
     skip = f" after skipping {cal['skip_prompts']}" if cal.get("skip_prompts") else ""
+    points = cal.get("points") or 11
     lines = [
         "## Mapping range, chosen on training prompts",
         "",
         f"Each candidate range (quantiles of the training rewards: one [lo, hi] for every "
-        f"reward, or one pair per reward) swept with the 11 weights on {n} prompts of "
+        f"reward, or one pair per reward) swept with {points} weights on {n} prompts of "
         f"{cal['prompts']}{skip}; rule: {cal['rule']}. The held-out prompts were not used.",
         "",
-        "| range quantiles | mapping | hypervolume | Spearman (weight vs achieved) | chosen |",
-        "|---|---|---|---|---|",
+        "| range quantiles | mapping | hypervolume | Spearman (weight vs achieved) "
+        "| points failing a guard | chosen |",
+        "|---|---|---|---|---|---|",
     ]
     for c in cal["candidates"]:
         chosen = "**yes**" if c["range_quantiles"] == cal["chosen"]["range_quantiles"] else ""
+        failed = c.get("guard_failures")
+        failed = (
+            "; ".join(f"w={w}: {', '.join(f)}" for w, f in failed.items()) or "none"
+            if failed is not None
+            else "-"
+        )
         lines.append(
             f"| {c['range_quantiles']} | {c['method']} | {c['hypervolume']:.4f} | "
-            f"{', '.join(_fmt(x) for x in c['spearman'])} | {chosen} |"
+            f"{', '.join(_fmt(x) for x in c['spearman'])} | {failed} | {chosen} |"
         )
     return [*lines, ""]
 

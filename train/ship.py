@@ -152,6 +152,8 @@ def main(argv=None):
     for name, src in fronts.items():
         if src:
             write_json(dest / name, read_json(src))
+        elif name == "offline_front.json":  # a previous model's comparison would mislead
+            (dest / name).unlink(missing_ok=True)
     if args.adapter:
         write_json(dest / "base_meta.json", read_json(target / "ric.json"))
     print(f"shipped to {dest}")
