@@ -29,6 +29,7 @@ from ric.data import chunk_seed, load_dataset_rows, read_prompts, score_rows, tr
 from ric.defaults import DEFAULT
 from ric.generation import GenerationSettings
 from ric.normalization import RewardStats
+from ric.quality import distinct_n
 from ric.runlog import RunClock, command_line, set_threads_from_env
 from ric.sft import SFTRecipe, train_sft
 
@@ -50,6 +51,16 @@ class OnlineRecipe:
         1.0, "above 1 makes a repeated token less likely: loops of a small model then end"
     )
     keep_quantile: float = field(0.7, "keep a sample if ANY reward >= this quantile")
+    target_quantiles: list | None = field(
+        None,
+        "draw the desired rewards inside these quantiles of the training rewards ([lo, hi], or "
+        "one pair per reward; None: the adapter's own range, the paper's box)",
+    )
+    min_distinct_2: float = field(
+        0.0,
+        "drop answers whose own distinct word-pair share is below this: a small model asked "
+        "for extreme scores loops, and those loops would be trained on (0: keep all)",
+    )
     offline_subsample: int = field(2000, "filtered offline rows mixed in per iteration")
     prompts: str = field(DEFAULT.train_prompts, "prompt pool")
     dtype: str = field("bfloat16", "generation dtype")
@@ -84,6 +95,8 @@ def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clo
 
     meta = RicMeta.load(adapter)
     stats = RewardStats.from_dict(meta.stats)
+    if recipe.target_quantiles:
+        stats = stats.with_range(recipe.target_quantiles)
     rng = np.random.default_rng(recipe.seed + it)
     pool = read_prompts(recipe.prompts)
     prompts = [pool[i] for i in rng.integers(0, len(pool), recipe.n_prompts)]
@@ -137,7 +150,8 @@ def mors_iteration(
     stats = RewardStats.from_dict(meta.stats)
     sample_iteration(recipe, adapter, it, out, clock)
     samples = read_jsonl(out / "samples.jsonl")
-    rows = [r for r in samples if trainable(r)]
+    finished = [r for r in samples if trainable(r)]
+    rows = [r for r in finished if distinct_n([r["response"]], 2) >= recipe.min_distinct_2]
     score_rows(rows, meta.reward_names, out / "scores.jsonl")
     scores = {r["key"]: r["raw"] for r in read_jsonl(out / "scores.jsonl")}
     for r in rows:  # hindsight relabeling: the rewards OBTAINED, not the ones asked for
@@ -174,7 +188,8 @@ def mors_iteration(
             "command": command_line(),
             "generated": len(samples),
             "finished": sum(bool(r.get("finished", True)) for r in samples),
-            "trainable": len(rows),
+            "trainable": len(finished),
+            "looped": len(finished) - len(rows),
             "kept": len(kept),
             "kept_total": len(kept_so_far),
             "offline_kept": len(good),

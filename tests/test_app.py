@@ -530,7 +530,7 @@ def test_untrained_base_header(tiny_adapter_dir):
 def test_header_reports_the_measured_steering(tiny_adapter_dir):
     steer = SteerableModel.load(tiny_adapter_dir, dtype="float32")
     names = steer.reward_names
-    points = [{"achieved": [0.1 * k - 1, 0.05]} for k in range(11)]
+    points = [{"weights": [k / 10, 1 - k / 10], "achieved": [0.1 * k - 1, 0.05]} for k in range(11)]
     sweep = {
         "reward_names": names,
         "points": points,
@@ -558,6 +558,15 @@ def test_header_reports_the_measured_steering(tiny_adapter_dir):
     text = app.header(steer, "RiC", [base, sweep])
     assert "relevance to the prompt 0.50" in text and "3-word opening in 30% of replies" in text
     assert "ended by themselves 90%" in text
+    # The points below the bars are named; relevance needs the base model's point to compare.
+    assert "(no base-model point to compare relevance with): at weights (0.6, 0.4) " in text
+    assert "top_opening_share 0.200" not in text and "top_opening_share 0.220 > 0.20" in text
+    base["points"][0]["guards"] = {**guards, "relevance": 0.58}
+    text = app.header(steer, "RiC", [sweep, base])
+    assert "at weights (1, 0) top_opening_share 0.300 > 0.20, relevance 0.500 < 0.530" in text
+    for p in points:
+        p["guards"] = guards
+    assert "Every point meets the answer-quality bars" in app.header(steer, "RiC", [sweep, base])
 
 
 def test_shipped_text_adapter_loads_with_its_fronts():

@@ -106,3 +106,22 @@ def test_frontier_targets_and_filter():
     q = stats.quantile(0.7)
     z = np.array([[q[0] + 0.1, -5], [-5, q[1] + 0.1], [q[0] - 0.1, q[1] - 0.1]])
     assert keep_mask(z, stats).tolist() == [True, True, False]
+
+
+def test_mors_targets_stay_inside_the_quantiles_and_loops_are_dropped(tmp_path, setup):
+    from ric.artifacts import RicMeta
+
+    # min_distinct_2 above 1 drops every answer: none is trained on, the offline rows still are.
+    recipe = online_recipe(
+        setup, tmp_path / "q", target_quantiles=[0.25, 0.75], min_distinct_2=1.01
+    )
+    mors_iteration(recipe, str(setup["adapter"]), 1, [])
+    it = tmp_path / "q" / "iter_1"
+    stats = RewardStats.from_dict(RicMeta.load(setup["adapter"]).stats)
+    desired = np.array([r["desired"] for r in read_jsonl(it / "samples.jsonl")])
+    assert np.all(desired >= stats.quantile(0.25) - 1e-9)
+    assert np.all(desired <= stats.quantile(0.75) + 1e-9)
+    assert np.isclose(desired, stats.quantile(0.75)).any()  # still on the upper boundary
+    mors = json.loads((it / "mors.json").read_text())
+    assert mors["looped"] == mors["trainable"] > 0 and mors["kept"] == 0
+    assert mors["mixed"] == mors["offline_kept"] > 0

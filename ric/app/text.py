@@ -33,6 +33,7 @@ from ric.app.widgets import (
 from ric.conditioning import ConditioningFormat, sanitize_with_notices
 from ric.generation import GenerationSettings
 from ric.mapping import METHODS
+from ric.quality import guard_failures
 from ric.rewards import describe_reward
 from ric.steering import SteerableModel, check_user_prompt
 from ric.validation import Limits, check_whole, generate_request, map_request
@@ -146,12 +147,17 @@ def measured_steering(fronts: Sequence[dict]) -> str | None:
     )
     if weak:
         line += f" Below 0.9 the reward does not rise steadily with its slider: {', '.join(weak)}."
-    return line + "\n\n" + answer_quality(front)
+    base = next(
+        (f for f in fronts if len(f["points"]) == 1 and not f["points"][0].get("weights")), None
+    )
+    base_guards = base["points"][0].get("guards") if base else None
+    return line + "\n\n" + answer_quality(front, base_guards)
 
 
-def answer_quality(front: dict) -> str:
+def answer_quality(front: dict, base_guards: dict | None = None) -> str:
     """The quality guards beside the rewards (ric.quality): the worst value over the sweep, so
-    a model that games a reward with stock phrases shows it here."""
+    a model that games a reward with stock phrases shows it here, and the sweep points that miss
+    the project's bars (ric.quality.GUARD_BARS, relative ones against the base model)."""
     guards = [p.get("guards") for p in front["points"]]
     if not all(guards):
         return (
@@ -170,8 +176,24 @@ def answer_quality(front: dict) -> str:
         f"{100 * worst('shared_opening_share', max):.0f}%; echoing the prompt "
         f"{100 * worst('echo_rate', max):.0f}%; ended by themselves "
         f"{100 * worst('finished_share', min):.0f}%; distinct word pairs "
-        f"{worst('distinct_2', min):.2f}."
+        f"{worst('distinct_2', min):.2f}. " + quality_bars(front, base_guards)
     )
+
+
+def quality_bars(front: dict, base_guards: dict | None) -> str:
+    """Which sweep points miss a bar of ric.quality.GUARD_BARS, in a sentence."""
+    failed = {
+        tuple(p["weights"]): fails
+        for p in front["points"]
+        if (fails := guard_failures(p["guards"], base_guards))
+    }
+    against = "" if base_guards else " (no base-model point to compare relevance with)"
+    if not failed:
+        return f"Every point meets the answer-quality bars (docs/METHOD.md section 8){against}."
+    where = "; ".join(
+        f"at weights ({', '.join(f'{x:.2g}' for x in w)}) {', '.join(f)}" for w, f in failed.items()
+    )
+    return f"Below the answer-quality bars (docs/METHOD.md section 8){against}: {where}."
 
 
 def details(steer: SteerableModel, model_label: str | None, fronts: Sequence[dict] = ()) -> str:
