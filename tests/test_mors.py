@@ -125,3 +125,18 @@ def test_mors_targets_stay_inside_the_quantiles_and_loops_are_dropped(tmp_path, 
     mors = json.loads((it / "mors.json").read_text())
     assert mors["looped"] == mors["trainable"] > 0 and mors["kept"] == 0
     assert mors["mixed"] == mors["offline_kept"] > 0
+
+
+def test_mors_continues_an_adapter_with_reward_vectors(tmp_path, setup):
+    """The rebuild's MORS starts from a reward-vector adapter: the continued SFT must load its
+    vectors, train them further and save them with the LoRA."""
+    from ric.conditioning import ConditioningFormat
+    from ric.vectors import ATTR
+
+    fmt = ConditioningFormat(vectors=True).to_dict()
+    start = train_sft(sft_recipe(tmp_path / "sft", setup["model"], setup["data"], conditioning=fmt))
+    new_adapter, _ = mors_iteration(online_recipe(setup, tmp_path / "on"), str(start), 1, [])
+    before = load_file(Path(start) / "adapter_model.safetensors")
+    after = load_file(Path(new_adapter) / "adapter_model.safetensors")
+    (key,) = [k for k in before if ATTR in k]
+    assert key in after and not np.allclose(before[key].numpy(), after[key].numpy())
