@@ -250,7 +250,12 @@ def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=N
 class CalibrateConfig(EvalConfig):
     prompts: str = field(DEFAULT.train_prompts, "calibration prompts (not the held-out ones)")
     candidates: list = field(
-        [[0.05, 0.95], [[0.05, 0.95], [0.15, 0.95]], [[0.05, 0.95], [0.3, 0.95]]],
+        [
+            [0.05, 0.95],
+            [[0.05, 0.95], [0.15, 0.95]],
+            [[0.05, 0.85], [0.15, 0.95]],
+            [[0.05, 0.75], [0.15, 0.95]],
+        ],
         "mapping ranges to try, each [lo, hi] or one [lo, hi] per reward",
     )
     points: int | None = field(6, "K evenly spaced weights per candidate sweep (2 objectives)")

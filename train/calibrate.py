@@ -1,7 +1,7 @@
 """Choose the preference mapping's range on calibration prompts, not on the held-out ones.
 
     python train/calibrate.py --adapter runs/online/adapter --method l2 \
-        --candidates "[[0.05, 0.95], [[0.05, 0.95], [0.3, 0.95]]]" --out runs/calibrate
+        --max-prompts 40 --points 6 --out runs/calibrate
 
 Runs the base model once on the calibration prompts (training prompts, not the held-out ones),
 then sweeps the adapter once per candidate range (each [lo, hi] or one [lo, hi] per reward, as

@@ -40,11 +40,11 @@ step "4. online RiC: one MORS iteration"
 done_or runs/online/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online.yaml
 
 step "5. the mapping range, chosen on 40 TRAINING prompts (never on the held-out ones)"
-# Candidates narrow brevity's long end: asked for the 0.05 quantile (answers near the token
-# cap), the offline default looped or flooded emoji at w = (1, 0) (docs/TRAINING.md).
+# Candidates narrow the upbeat and the long ends: asked for the extremes, the offline default
+# looped a word or flooded emoji at w = (1, 0); on its calibration only a positivity top at
+# the 0.85 or 0.75 quantile kept every point above the guards (docs/TRAINING.md).
 done_or runs/calibrate/calibration.json $PY train/calibrate.py --adapter runs/online/adapter \
-    --method l2 --max-prompts 40 --points 6 --out runs/calibrate \
-    --candidates "[[0.05, 0.95], [[0.05, 0.95], [0.15, 0.95]], [[0.05, 0.95], [0.3, 0.95]]]"
+    --method l2 --max-prompts 40 --points 6 --out runs/calibrate
 RQ=$($PY -c "import json; print(json.load(open('runs/calibrate/calibration.json'))['chosen']['range_quantiles'])")
 MAP=(--method l2 --range-quantiles "$RQ")
 
