@@ -13,11 +13,13 @@ from dataclasses import dataclass
 class Default:
     model: str = "smollm2-135m-instruct"
     # The pair the default model is conditioned on, in tag order. docs/REWARDS.md measures
-    # each candidate over the base model's own answers: once positivity no longer rose with
-    # length, no pair conflicts within a prompt (|Spearman| <= 0.05), so conflict cannot pick
-    # the pair. Brevity is the reward the answers move most (a hidden "one short sentence"
-    # gives 84 tokens against 330); positivity is the partner a user recognises ("upbeat vs
-    # brief"); relevance and harmlessness hardly move with the instructions.
+    # each candidate over the base model's own answers. On plain samples no pair conflicts
+    # within a prompt (|Spearman| <= 0.05, the retired instruction plan); on the graded-knob
+    # data the most conflicting pair is relevance and positivity, because the positive-word
+    # bias that spreads positivity also pulls answers off topic. Relevance stays a quality
+    # guard instead (docs/METHOD.md section 8): no user wants a slider towards less relevant
+    # answers. Brevity is the reward the answers move most; positivity is the partner a user
+    # recognises ("upbeat vs brief"); harmlessness hardly moves.
     rewards: tuple[str, ...] = ("positivity", "brevity")
     # Every text reward the offline data is scored with, so the pair can be re-chosen without
     # sampling again.

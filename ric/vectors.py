@@ -122,13 +122,13 @@ def tag_values(rows, tokenizer, fmt: ConditioningFormat, n_rewards: int) -> list
 def adapter_vectors(adapter) -> np.ndarray:
     """The (n_layers, n_rewards, hidden) additions per unit of z that an adapter's safetensors
     file holds (its stored vectors times SCALE), in float32."""
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file  # torch: a bf16 file has no numpy dtype
 
     weights = load_file(str(Path(adapter) / "adapter_model.safetensors"))
     found = [v for k, v in weights.items() if ATTR in k.split(".")]
     if len(found) != 1:
         raise ValueError(f"{adapter} holds {len(found)} reward-vector tensors, expected one")
-    return found[0].astype(np.float32) * SCALE
+    return found[0].float().numpy() * SCALE
 
 
 def add_to_onnx(model_file, vectors: np.ndarray) -> None:

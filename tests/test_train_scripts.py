@@ -445,6 +445,8 @@ def test_measure_rewards_writes_the_table_and_the_choice(tmp_path):
     assert "| a | 1.225 | 0.700 .. 3.300 | 83% | +0.92 / +1.00 |" in md
     assert "| c | 0.500 | 0.000 .. 1.000 | 0% | +0.00 / - |" in md
     assert "No pair conflicts" not in md  # a and b: -1 within prompts
+    # The default conditions on another pair (ric.defaults): the table says so.
+    assert "The default conditions on positivity and brevity instead" in md
 
     # Two rewards that do not conflict: the table says conflict did not decide.
     for r in rows:

@@ -81,7 +81,13 @@ def weak_conflict_note(m: dict, pair: tuple[str, str]) -> list[str]:
     names = m["names"]
     rho = m["spearman_within_prompt"][names.index(pair[0])][names.index(pair[1])]
     if rho <= WEAK_CONFLICT:
-        return []
+        if sorted(pair) == sorted(DEFAULT.rewards):
+            return []
+        return [
+            f"The default conditions on {' and '.join(DEFAULT.rewards)} instead "
+            "(ric/defaults.py says why).",
+            "",
+        ]
     return [
         f"No pair conflicts within prompts (the most negative correlation is {rho:+.2f}): the "
         "model's own answers force no trade-off, so conflict does not decide the pair. The "
