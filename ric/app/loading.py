@@ -65,7 +65,7 @@ def load_steerable(
         steer = SteerableModel.load(model=model, meta=meta, dtype=dtype, backend=backend)
         label = f"untrained base model `{model or meta.base_model}`"
     print(
-        f"ric: loaded in {time.time() - t0:.1f} s ({steer.backend} engine); "
+        f"ric: loaded in {time.time() - t0:.1f} s ({steer.engine.label} engine); "
         f"rewards {steer.reward_names}",
         flush=True,
     )

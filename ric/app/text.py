@@ -201,7 +201,7 @@ def details(steer: SteerableModel, model_label: str | None, fronts: Sequence[dic
     s = steer.stats
     names = steer.reward_names
     lines = [
-        f"**Model:** {model_label or steer.meta.base_model} ({steer.backend} engine)",
+        f"**Model:** {model_label or steer.meta.base_model} ({steer.engine.label} engine)",
         "**Rewards:** "
         + "; ".join(
             f"{n}: {describe_reward(n, steer.meta.reward_descriptions) or n}" for n in names
