@@ -296,6 +296,14 @@ def pick_range(fronts: list[dict], base_guards: dict | None = None) -> int:
     return max(range(len(fronts)), key=keys.__getitem__)
 
 
+def pick_model(fronts: dict[str, dict], base_guards: dict | None = None) -> str:
+    """Which model to ship, by name, from fronts measured on the same prompts and mapping: the
+    fewest sweep points below the quality bars, then the larger hypervolume (the issue's test
+    of an online stage: above the offline-only front)."""
+    keys = {n: (-len(point_failures(f, base_guards)), f["hypervolume"]) for n, f in fronts.items()}
+    return max(keys, key=keys.__getitem__)
+
+
 def calibrate_range(cfg: CalibrateConfig, steer: SteerableModel | None = None) -> dict:
     """Sweep each candidate mapping range on calibration prompts and pick one (pick_range),
     after one base-model point on the same prompts (the floor of the relative guards).

@@ -16,6 +16,7 @@ from ric.evaluation import (
     check_resume,
     evaluate_front,
     evaluate_tag_contrast,
+    pick_model,
     pick_range,
     point_failures,
 )
@@ -135,6 +136,9 @@ def test_pick_range_puts_guards_first_then_the_worst_objective_then_hypervolume(
     assert pick_range([wide, fronts[2]], base) == 1
     assert pick_range([wide, fronts[2]]) == 0  # no base point: relevance is not judged
     assert point_failures(wide, base) == {"[1.0, 0.0]": ["relevance 0.500 < 0.520"]}
+    # Shipping: fewer points below the bars first, then the larger front.
+    assert pick_model({"online": wide, "offline": fronts[2]}, base) == "offline"
+    assert pick_model({"online": fronts[2], "offline": fronts[1]}, base) == "online"
 
 
 def test_resumed_sweep_with_other_settings_is_refused(tmp_path):

@@ -59,11 +59,9 @@ done_or runs/eval_sft/front.json $E --adapter runs/sft/adapter "${MAP[@]}" \
 step "7. ship the better model: fewer sweep points failing a guard, then the larger hypervolume"
 SHIP=$($PY -c "
 import json
-from ric.evaluation import point_failures
+from ric.evaluation import pick_model
 base = json.load(open('runs/eval_base/front.json'))['points'][0]['guards']
-fronts = {n: json.load(open(f'runs/eval_{n}/front.json')) for n in ('online', 'sft')}
-key = {n: (-len(point_failures(f, base)), f['hypervolume']) for n, f in fronts.items()}
-print(max(key, key=key.get))")
+print(pick_model({n: json.load(open(f'runs/eval_{n}/front.json')) for n in ('online', 'sft')}, base))")
 echo "   shipping runs/$SHIP/adapter"
 # shellcheck disable=SC2046  # LO HI pairs, one word each
 done_or runs/shipped.done $PY train/ship.py --adapter runs/$SHIP/adapter \
