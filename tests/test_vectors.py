@@ -150,3 +150,19 @@ def test_onnx_export_adds_the_vectors_as_transformers_does(tmp_path, tiny_model_
     assert engine.complete(prompts, greedy, batch_size=4, progress=False) == reference
     auto, _, _ = load_engine("auto", adapter=adapter)  # on a CPU the fast engine serves it
     assert auto.name == "onnx"
+    # A graph it does not recognise is refused with a message, before anything is written.
+    from ric.vectors import adapter_vectors, add_to_onnx
+
+    model_file = engine.folder / "model.onnx"
+    before = model_file.stat().st_mtime_ns
+    with pytest.raises(ValueError, match="already takes reward_z"):
+        add_to_onnx(model_file, adapter_vectors(adapter))
+    assert model_file.stat().st_mtime_ns == before
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [x])
+    onnx.save(helper.make_model(other), tmp_path / "other.onnx")
+    with pytest.raises(ValueError, match="no single /model/layers.0/input_layernorm/ node"):
+        add_to_onnx(tmp_path / "other.onnx", adapter_vectors(adapter))
