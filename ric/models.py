@@ -265,16 +265,16 @@ def onnx_model_dir(
             "precision": precision,
             "export_version": _ONNX_EXPORT_VERSION,
         }
-        if adapter is not None and _has_vectors(adapter):
+        conditioning = load_adapter_meta(adapter).conditioning if adapter is not None else {}
+        if conditioning.get("vectors"):
             from ric.vectors import adapter_vectors, add_to_onnx
 
             vectors = adapter_vectors(adapter)
             add_to_onnx(tmp / "out" / "model.onnx", vectors)
-            meta = load_adapter_meta(adapter)
             # What the engine needs to read z from a prompt's tags (ric.vectors.tag_values).
             source_info["reward_vectors"] = {
                 "n_rewards": int(vectors.shape[1]),
-                "conditioning": meta.conditioning,
+                "conditioning": conditioning,
             }
         write_json(tmp / "out" / "source.json", source_info)
         try:

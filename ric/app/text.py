@@ -33,6 +33,7 @@ from ric.app.widgets import (
 from ric.conditioning import ConditioningFormat, sanitize_with_notices
 from ric.generation import GenerationSettings
 from ric.mapping import METHODS
+from ric.plotting import is_base_front
 from ric.quality import guard_failures
 from ric.rewards import describe_reward
 from ric.steering import SteerableModel, check_user_prompt
@@ -147,9 +148,7 @@ def measured_steering(fronts: Sequence[dict]) -> str | None:
     )
     if weak:
         line += f" Below 0.9 the reward does not rise steadily with its slider: {', '.join(weak)}."
-    base = next(
-        (f for f in fronts if len(f["points"]) == 1 and not f["points"][0].get("weights")), None
-    )
+    base = next((f for f in fronts if is_base_front(f)), None)
     base_guards = base["points"][0].get("guards") if base else None
     return line + "\n\n" + answer_quality(front, base_guards)
 
