@@ -6,9 +6,11 @@
     bash bench/run_baselines.sh              # everything, RiC's own runs included
 
 Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
-the first 60 prompts of assets/prompts/eval.txt, the same generation settings, the same reward
-functions, rewards normalized with the RewardStats of RiC's final offline stage
-(runs/sft/adapter) and one reference point for every hypervolume. Layout, under --runs:
+the first 60 prompts of assets/prompts/eval.txt, the same generation settings, the same engine
+(--backend, "auto" as RiC's fronts: onnx int8 on a CPU-only machine; each soup mix and MORLHF
+run is merged and exported once), the same reward functions, rewards normalized with the
+RewardStats of RiC's final offline stage (runs/sft/adapter) and one reference point for every
+hypervolume. Layout, under --runs:
 
     data/, sft/, online/, eval_{base,sft,online}/       RiC's runs, reused
     (train/run_default.sh; the shipped mapping)
@@ -77,6 +79,7 @@ def eval_config(args, method: str, **kw):
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         dtype=args.dtype,
+        backend=args.backend,
         label=METHODS[method],
         out=str(Path(args.runs) / "bench" / method),
         **kw,
@@ -143,14 +146,22 @@ def run_method(method: str, args, meta) -> None:
         cfg = eval_config(args, method, adapter=str(args.ric_adapter), base=True)
         _save(evaluate_front(cfg), method, args)
     elif method == "prompt_only":
-        policy = load_prompt_only(meta, dtype=args.dtype)
+        policy = load_prompt_only(meta, dtype=args.dtype, backend=args.backend)
         _save(evaluate_front(eval_config(args, method), policy), method, args, desired_note=note)
     elif method == "soups":
         recipe = load_config(SoupsRecipe, args.soups_recipe)
         recipe.data_dir, recipe.out_dir = str(data_dir), str(bench / "soups")
         same_data(recipe.rewards)
         adapters = train_soup_ingredients(recipe, stats)
-        policy = load_soup(meta, adapters, recipe.model, args.dtype, recipe.combination)
+        policy = load_soup(
+            meta,
+            adapters,
+            recipe.model,
+            args.dtype,
+            recipe.combination,
+            backend=args.backend,
+            mix_dir=bench / "soups" / "mixes",
+        )
         front = evaluate_front(eval_config(args, method), policy)
         _save(front, method, args, desired_note=note, combination=recipe.combination)
     elif method == "morlhf":
@@ -161,7 +172,7 @@ def run_method(method: str, args, meta) -> None:
         if not np.allclose(sorted(map(tuple, recipe.weights)), sorted(map(tuple, grid))):
             raise ValueError(f"MORLHF weights must be the evaluation grid {grid.tolist()}")
         adapters = train_morlhf_all(recipe, stats)
-        policy = load_morlhf(meta, adapters, recipe.model, args.dtype)
+        policy = load_morlhf(meta, adapters, recipe.model, args.dtype, backend=args.backend)
         cfg = eval_config(args, method, points=len(recipe.weights))
         _save(evaluate_front(cfg, policy), method, args, desired_note=note)
     print(f"{method}: written {bench / method / 'front.json'}")
@@ -293,6 +304,8 @@ def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     ref = np.array(fronts[ref_from]["reference_point"]) if ref_from else None
     points = {m: np.array([p["achieved"] for p in f["points"]]) for m, f in fronts.items()}
     ric_hv = {m: hypervolume(points[m], ref) for m in RIC if m in fronts}
+    # The quality bars' relative floors come from the base model on the same prompts.
+    base_guards = fronts["base"]["points"][0].get("guards") if "base" in fronts else None
     best_ric = max(ric_hv, key=ric_hv.get) if ric_hv else None
     out = {}
     for m, label in METHODS.items():
@@ -317,6 +330,8 @@ def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
             spearman=ctrl.get("spearman_mean"),
             monotonicity=ctrl.get("monotonicity_mean"),
             eval_cpu_seconds=f.get("cpu_seconds"),
+            engine=f.get("engine"),
+            below_quality_bars=_below_bars(f, base_guards),
         )
         if best_ric and m not in RIC:
             row["dominated_by_ric"] = dominated_share(pts, points[best_ric])
@@ -340,6 +355,16 @@ def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         else None,
         "commands": COMMANDS,
     }
+
+
+def _below_bars(front: dict, base_guards: dict | None) -> dict | None:
+    """{weights: [bars missed]} of a front's points (ric.evaluation.point_failures); None for
+    a front without quality guards."""
+    from ric.evaluation import point_failures
+
+    if not all("guards" in p for p in front["points"]):
+        return None
+    return point_failures(front, base_guards)
 
 
 CHEAP_ENOUGH = 0.2  # "about 10% of MORLHF's compute" counts as met up to 20%
@@ -481,29 +506,36 @@ def markdown(summary: dict, plot: str | None) -> str:
         "## Fronts",
         "",
         "| method | points | hypervolume | sparsity | Spearman | monotonicity "
-        "| dominated by RiC | train CPU | eval CPU |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dominated by RiC | below the quality bars | engine | train CPU | eval CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in ms.values():
         if r["status"] != "ok":
             lines.append(
-                f"| {r['label']} | not run yet | | | | | | {_hours(r['train_cpu_seconds'])} | |"
+                f"| {r['label']} | not run yet | | | | | | | | {_hours(r['train_cpu_seconds'])} | |"
             )
             continue
         differ = r["settings_differ"] + ["reference point"] * r["reference_point_differs"]
         flags = f" (own settings differ: {', '.join(differ)})" if differ else ""
         dom = r.get("dominated_by_ric")
+        below = r.get("below_quality_bars")
+        below = "n/a" if below is None else f"{len(below)} of {r['n_points']}"
         lines.append(
             f"| {r['label']}{flags} | {r['n_points']} | {_f(r['hypervolume'], 4)} "
             f"| {_f(r['sparsity'], 4)} | {_f(r['spearman'], 2)} | {_f(r['monotonicity'], 2)} "
-            f"| {'' if dom is None else f'{100 * dom:.0f}%'} | {_hours(r['train_cpu_seconds'])} "
+            f"| {'' if dom is None else f'{100 * dom:.0f}%'} | {below} | {r.get('engine') or 'n/a'} "
+            f"| {_hours(r['train_cpu_seconds'])} "
             f"| {_hours(r['eval_cpu_seconds'])} |"
         )
     lines += [
         "",
         "Spearman and monotonicity: weight vs achieved reward, mean over rewards (n/a for the",
         "base model, which has no weights). Dominated by RiC: share of a method's points strictly",
-        "dominated by a point of the best RiC front.",
+        "dominated by a point of the best RiC front. Below the quality bars: sweep points that",
+        "miss a bar of ric.quality.GUARD_BARS (top 3-word opening <= 20%, shared 5-word openings",
+        "<= 15%, echo <= 5%, relevance >= base - 0.05, distinct-2 >= base - 0.10, the base model",
+        "on the same prompts); the points and bars are in docs/benchmarks.json. Engine: what",
+        "wrote the answers (ric.generation).",
         "",
     ]
     if plot:
@@ -576,6 +608,11 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=640)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="bfloat16")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="engine of every method's answers (ric.models.BACKENDS), as RiC's fronts used",
+    )
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))

@@ -14,17 +14,24 @@ the policy for w (mixes the soup, picks the MORLHF run, writes the instruction).
 settings, same reward functions, same RewardStats (the RiC adapter's), same reference point,
 and the same front.json. The `desired` values a baseline front records are what RiC's mapping
 would ask for at w: the baseline never sees them (only Spearman and monotonicity are meaningful).
+
+The `backend` of each loader is the engine that writes the answers (ric.models.BACKENDS). RiC's
+fronts are measured on "auto" (onnx int8 on a CPU-only machine), so the benchmark passes the same
+to its baselines: a soup or MORLHF run is then merged into the base model at each w, exported
+once (cached by content) and served by its own engine. "transformers" keeps every adapter in one
+PeftModel and switches in place (the exactness tests use it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ric.artifacts import RicMeta, clean_stale_tmp, read_json, write_json
+from ric.artifacts import META_FILE, RicMeta, atomic_dir, clean_stale_tmp, read_json, write_json
 from ric.conditioning import ConditioningFormat, format_plain_prompt
 from ric.config import field
 from ric.data import load_dataset_rows, read_prompts
@@ -112,12 +119,53 @@ class PromptOnlyPolicy(SteerableModel):
         return outs, self.desired(weights, method), self.score(prompts, texts)
 
 
-def load_prompt_only(meta: RicMeta, model: str | None = None, dtype="bfloat16"):
-    """The base model as a PromptOnlyPolicy (no adapter)."""
-    from ric.models import load_model
+def load_prompt_only(
+    meta: RicMeta, model: str | None = None, dtype="bfloat16", backend: str = "transformers"
+):
+    """The base model as a PromptOnlyPolicy (no adapter), served by `backend`."""
+    return PromptOnlyPolicy.load(meta=meta, model=model, dtype=dtype, backend=backend)
 
-    m, tok = load_model(model or meta.base_model, dtype=dtype)
-    return PromptOnlyPolicy(m, tok, meta, conditioned=False)
+
+# ---------------------------------------------------------------- one model per preference
+
+
+class _PerWeightPolicy(SteerableModel):
+    """What the soup and MORLHF policies share: a different model answers at each w.
+
+    With the transformers backend `model` is a PeftModel holding every adapter and the
+    subclasses switch them in place. With any other backend `serve(folder)` loads the engine of
+    the base model with that adapter merged in (ric.models.load_engine: the onnx export is
+    built once per adapter and cached by content) in place of the previous one.
+    """
+
+    def __init__(self, model, tokenizer, meta, backend="transformers", base=None, dtype="bfloat16"):
+        engine = None
+        if backend != "transformers":  # the first serve() brings the engine
+            from ric.generation import Engine
+
+            engine = Engine()
+        super().__init__(model, tokenizer, meta, conditioned=False, engine=engine)
+        self.backend_name, self.base, self.dtype = backend, base or meta.base_model, dtype
+        self._load_args = {"name": self.base, "adapter": None, "dtype": dtype}
+        self._served: Path | None = None
+
+    @property
+    def in_place(self) -> bool:
+        return self.backend_name == "transformers"
+
+    def serve(self, adapter: Path) -> None:
+        if adapter != self._served:
+            from ric.models import load_engine
+
+            self.engine, _, _ = load_engine(
+                self.backend_name, name=self.base, adapter=adapter, dtype=self.dtype
+            )
+            self._served = adapter
+
+    def complete_batch(self, prompts, weights, *args, **kwargs):
+        with self.lock:
+            self.use(weights)
+        return super().complete_batch(prompts, weights, *args, **kwargs)
 
 
 # ---------------------------------------------------------------- Rewarded Soups
@@ -179,7 +227,7 @@ def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None
     return adapters
 
 
-class SoupPolicy(SteerableModel):
+class SoupPolicy(_PerWeightPolicy):
     """Rewarded Soups: the ingredients' LoRA deltas interpolated with w.
 
     combination "cat" (default) concatenates the ingredients' LoRA factors, A = [w_i s_i A_i],
@@ -188,11 +236,26 @@ class SoupPolicy(SteerableModel):
     rank sum(r_i). Interpolating A and B separately (or peft's "linear", which scales both by
     sqrt(w_i s_i)) multiplies out to cross terms sqrt(w_i w_j) B_i A_j: not an interpolation of
     the models, and sensitive to how the factors happen to be scaled.
+
+    With a backend other than transformers each mix is also saved as an adapter folder,
+    `mix_dir`/w<w1>_<w2>/ (weights and a ric.json saying what it mixes), and served from there.
     """
 
-    def __init__(self, model, tokenizer, meta, ingredients: list[str], combination: str = "cat"):
-        super().__init__(model, tokenizer, meta, conditioned=False)
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        meta,
+        ingredients: list[str],
+        combination: str = "cat",
+        ingredient_dirs: Sequence[str | Path] = (),
+        mix_dir: str | Path | None = None,
+        **serving,
+    ):
+        super().__init__(model, tokenizer, meta, **serving)
         self.ingredients, self.combination = list(ingredients), combination
+        self.ingredient_dirs = [Path(d) for d in ingredient_dirs]
+        self.mix_dir = Path(mix_dir) if mix_dir else None
         self._mix, self._mix_weights, self._count = None, None, 0
 
     def use(self, weights: Sequence[float]) -> str:
@@ -200,6 +263,9 @@ class SoupPolicy(SteerableModel):
         w = [float(x) for x in weights]
         if len(w) != len(self.ingredients):
             raise ValueError(f"{len(w)} weights for {len(self.ingredients)} ingredients")
+        if not self.in_place:
+            self.serve(self.saved_mix(w))
+            return self._mix
         if w != self._mix_weights:
             # A fresh name per mix: peft's add_weighted_adapter is a no-op for an existing name
             # (and module names may not contain dots, so the weights cannot be the name).
@@ -215,10 +281,39 @@ class SoupPolicy(SteerableModel):
             self._mix, self._mix_weights = name, w
         return self._mix
 
-    def complete_batch(self, prompts, weights, *args, **kwargs):
-        with self.lock:
-            self.use(weights)
-        return super().complete_batch(prompts, weights, *args, **kwargs)
+    def saved_mix(self, weights: Sequence[float]) -> Path:
+        """The soup for `weights` as an adapter folder under mix_dir (made once)."""
+        w = [float(x) for x in weights]
+        folder = self.mix_dir / run_name(w)
+        if (folder / META_FILE).exists():
+            return folder
+        name = f"mix_{run_name(w).replace('.', '_')}"
+        self.model.add_weighted_adapter(
+            self.ingredients, w, name, combination_type=self.combination
+        )
+        try:
+            with atomic_dir(folder) as tmp:
+                # peft saves an adapter not named "default" in a subfolder of that name (and a
+                # model card beside it)
+                self.model.save_pretrained(tmp / "peft", selected_adapters=[name])
+                for f in (tmp / "peft" / name).iterdir():
+                    f.rename(tmp / f.name)
+                shutil.rmtree(tmp / "peft")
+                meta = RicMeta.load(self.ingredient_dirs[0])
+                meta.base_model = self.base
+                meta.extra = {
+                    "baseline": {
+                        "kind": "rewarded_soups_mix",
+                        "weights": w,
+                        "ingredients": [str(d) for d in self.ingredient_dirs],
+                        "combination": self.combination,
+                        "conditioned": False,
+                    }
+                }
+                meta.save(tmp)
+        finally:
+            self.model.delete_adapter(name)
+        return folder
 
 
 def load_soup(
@@ -227,21 +322,41 @@ def load_soup(
     model: str | None = None,
     dtype="bfloat16",
     combination: str = "cat",
+    backend: str = "transformers",
+    mix_dir: str | Path | None = None,
 ) -> SoupPolicy:
-    """SoupPolicy over ingredient adapters given in the order of meta.reward_names."""
+    """SoupPolicy over ingredient adapters given in the order of meta.reward_names.
+
+    backend other than transformers: the mixes are saved under `mix_dir` (required) and
+    served by that engine; the PeftModel that mixes them is then float32 (exact mixing)."""
     from peft import PeftModel
 
-    from ric.models import load_model
+    from ric.models import load_model, resolve_backend
 
     if len(adapters) != len(meta.reward_names):
         raise ValueError(f"{len(adapters)} ingredients for rewards {meta.reward_names}")
-    base, tok = load_model(model or meta.base_model, dtype=dtype)
+    backend = resolve_backend(backend)
+    if backend != "transformers" and mix_dir is None:
+        raise ValueError(f"backend {backend!r} serves saved mixes: pass mix_dir")
+    name = model or meta.base_model
+    base, tok = load_model(name, dtype=dtype if backend == "transformers" else "float32")
     names = [f"ingredient_{n}" for n in meta.reward_names]
     peft = PeftModel.from_pretrained(base, str(adapters[0]), adapter_name=names[0])
-    for name, path in zip(names[1:], adapters[1:], strict=True):
-        peft.load_adapter(str(path), adapter_name=name)
+    for n, path in zip(names[1:], adapters[1:], strict=True):
+        peft.load_adapter(str(path), adapter_name=n)
     peft.eval()
-    return SoupPolicy(peft, tok, meta, names, combination)
+    return SoupPolicy(
+        peft,
+        tok,
+        meta,
+        names,
+        combination,
+        adapters,
+        mix_dir,
+        backend=backend,
+        base=name,
+        dtype=dtype,
+    )
 
 
 # ---------------------------------------------------------------- MORLHF
@@ -418,47 +533,56 @@ def train_morlhf_all(recipe: MorlhfRecipe, stats: RewardStats) -> list[Path]:
     return adapters
 
 
-class MorlhfPolicy(SteerableModel):
-    """The MORLHF runs as one policy: the run trained for w answers at w (and nowhere else)."""
+class MorlhfPolicy(_PerWeightPolicy):
+    """The MORLHF runs as one policy: the run trained for w answers at w (and nowhere else).
+    `runs` maps each run's weights to its adapter's name in the PeftModel (transformers
+    backend) or to its adapter folder (any other backend)."""
 
-    def __init__(self, model, tokenizer, meta, runs: dict[tuple, str]):
-        super().__init__(model, tokenizer, meta, conditioned=False)
-        self.runs = runs  # weights tuple -> adapter name inside the PeftModel
+    def __init__(self, model, tokenizer, meta, runs: dict[tuple, str | Path], **serving):
+        super().__init__(model, tokenizer, meta, **serving)
+        self.runs = runs
 
-    def use(self, weights: Sequence[float]) -> str:
-        for w, name in self.runs.items():
+    def use(self, weights: Sequence[float]) -> str | Path:
+        for w, run in self.runs.items():
             if np.allclose(w, weights, atol=1e-6):
-                self.model.set_adapter(name)
+                if not self.in_place:
+                    self.serve(Path(run))
+                    return run
+                self.model.set_adapter(run)
                 self.model.eval()  # no LoRA dropout at inference
-                return name
+                return run
         raise ValueError(f"no MORLHF run for weights {list(weights)}; runs: {list(self.runs)}")
-
-    def complete_batch(self, prompts, weights, *args, **kwargs):
-        with self.lock:
-            self.use(weights)
-        return super().complete_batch(prompts, weights, *args, **kwargs)
 
 
 def load_morlhf(
-    meta: RicMeta, adapters: Sequence[str | Path], model: str | None = None, dtype="bfloat16"
+    meta: RicMeta,
+    adapters: Sequence[str | Path],
+    model: str | None = None,
+    dtype="bfloat16",
+    backend: str = "transformers",
 ) -> MorlhfPolicy:
     """MorlhfPolicy over run adapters (each ric.json records its weights)."""
+    from ric.models import load_model, load_tokenizer, resolve_backend
+
+    backend = resolve_backend(backend)
+    name = model or meta.base_model
+    weights = [tuple(RicMeta.load(path).extra["baseline"]["weights"]) for path in adapters]
+    if backend != "transformers":  # each run is merged and served by its own engine
+        runs = {w: Path(path) for w, path in zip(weights, adapters, strict=True)}
+        return MorlhfPolicy(None, load_tokenizer(name), meta, runs, backend=backend, base=name)
     from peft import PeftModel
 
-    from ric.models import load_model
-
-    base, tok = load_model(model or meta.base_model, dtype=dtype)
+    base, tok = load_model(name, dtype=dtype)
     runs, peft = {}, None
-    for k, path in enumerate(adapters):
-        w = tuple(RicMeta.load(path).extra["baseline"]["weights"])
-        name = f"run_{k}"
+    for k, (w, path) in enumerate(zip(weights, adapters, strict=True)):
+        run = f"run_{k}"
         if peft is None:
-            peft = PeftModel.from_pretrained(base, str(path), adapter_name=name)
+            peft = PeftModel.from_pretrained(base, str(path), adapter_name=run)
         else:
-            peft.load_adapter(str(path), adapter_name=name)
-        runs[w] = name
+            peft.load_adapter(str(path), adapter_name=run)
+        runs[w] = run
     peft.eval()
-    return MorlhfPolicy(peft, tok, meta, runs)
+    return MorlhfPolicy(peft, tok, meta, runs, base=name, dtype=dtype)
 
 
 # Recipe file stem -> its dataclass (train/recipes/bench_*.yaml), for bench/ and the tests.

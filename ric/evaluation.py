@@ -271,12 +271,14 @@ PICK_RULE = (
 
 
 def point_failures(front: dict, base_guards: dict | None) -> dict[str, list[str]]:
-    """The guard bars each sweep point of a front misses, keyed by its weights."""
+    """The guard bars each sweep point of a front misses, keyed by its weights ("null" for
+    the one point of a base front)."""
     out = {}
     for p in front["points"]:
         failed = guard_failures(p["guards"], base_guards)
+        w = p["weights"]
         if failed:
-            out[json.dumps(np.round(p["weights"], 3).tolist())] = failed
+            out[json.dumps(None if w is None else np.round(w, 3).tolist())] = failed
     return out
 
 

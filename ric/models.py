@@ -339,6 +339,17 @@ def default_backend() -> str:
     return "onnx"
 
 
+def resolve_backend(backend: str = "auto") -> str:
+    """The backend name "auto" stands for here: $RIC_BACKEND if set, else default_backend()."""
+    chosen = backend
+    if backend == "auto":
+        env = os.environ.get("RIC_BACKEND", "auto")
+        chosen = default_backend() if env in ("", "auto") else env
+    if chosen not in BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {chosen!r}")
+    return chosen
+
+
 def load_engine(
     backend: str = "auto",
     name: str | None = None,
@@ -347,12 +358,7 @@ def load_engine(
     threads: int | None = None,
 ):
     """(engine, torch model or None, tokenizer) for a base model and optional RiC adapter."""
-    chosen = backend
-    if backend == "auto":
-        env = os.environ.get("RIC_BACKEND", "auto")
-        chosen = default_backend() if env in ("", "auto") else env
-    if chosen not in BACKENDS:
-        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {chosen!r}")
+    chosen = resolve_backend(backend)
     if adapter is not None and chosen == "vllm" and _has_vectors(adapter):
         raise ValueError(
             f"{adapter} adds reward vectors to every layer (ric.vectors), which vLLM does not "

@@ -151,12 +151,18 @@ def adapter_lineage(adapter: str | Path) -> list[dict]:
 
 def lineage_cpu_seconds(adapter: str | Path) -> dict:
     """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
-    (None where a log is missing): each data set once, each SFT stage, each MORS sampling."""
+    (None where a log is missing): each data set once, each SFT stage, each MORS sampling.
+    A data set is known by its data.json's bytes as well as its path: a copied folder (the
+    same data under another name) is charged once."""
     parts: dict[str, float | None] = {}
+    seen_data: set = set()
     for stage in adapter_lineage(adapter):
         data = stage["data_dir"]
-        if data and f"data {data}" not in parts:
-            parts[f"data {data}"] = logged_cpu_seconds(Path(data) / "data.json")
+        log = Path(data) / "data.json" if data else None
+        key = log.read_bytes() if log and log.exists() else data
+        if data and key not in seen_data:
+            seen_data.add(key)
+            parts[f"data {data}"] = logged_cpu_seconds(log)
         out = Path(stage["out_dir"])
         mors = out.parent / "mors.json"
         if mors.exists():

@@ -270,3 +270,77 @@ def _prompts(folder: Path) -> Path:
     path = folder / "train_prompts.txt"
     path.write_text("\n".join(PROMPTS * 2))
     return path
+
+
+# ------------------------------------------------ baselines served by another engine (onnx)
+
+
+def _greedy_texts(policy, w):
+    return policy.generate_batch(PROMPTS, w, GREEDY, progress=False)[0]
+
+
+def test_soup_on_the_onnx_engine_answers_as_the_transformers_soup(
+    soups, tiny_model_dir, tiny_adapter_dir, tmp_path
+):
+    _, adapters = soups
+    meta = _meta(tiny_adapter_dir, tiny_model_dir)
+    exact = load_soup(meta, adapters, dtype="float32")
+    with pytest.raises(ValueError, match="mix_dir"):
+        load_soup(meta, adapters, dtype="float32", backend="onnx-fp32")
+    served = load_soup(
+        meta, adapters, dtype="float32", backend="onnx-fp32", mix_dir=tmp_path / "mixes"
+    )
+    w = [0.3, 0.7]
+    assert _greedy_texts(served, w) == _greedy_texts(exact, w)
+    assert served.engine.label == "onnx fp32"
+    mix = tmp_path / "mixes" / "w0.30_0.70"
+    info = RicMeta.load(mix).extra["baseline"]
+    assert info["kind"] == "rewarded_soups_mix" and info["weights"] == w
+    assert sorted(p.name for p in mix.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "ric.json",
+    ]
+    # The saved mix is the exact interpolation of the deltas, and is made once.
+    model, _ = load_model(str(tiny_model_dir), adapter=str(mix), dtype="float32")
+    key, layer = next(
+        (k, m) for k, m in model.named_modules() if hasattr(m, "get_delta_weight") and m.lora_A
+    )
+    ref = served.model.get_submodule(key)
+    d0, d1 = (ref.get_delta_weight(n).detach() for n in served.ingredients)
+    mixed = layer.get_delta_weight("default").detach()
+    assert d0.abs().sum() > 0 and d1.abs().sum() > 0
+    assert np.allclose(mixed, 0.3 * d0 + 0.7 * d1, atol=1e-6)
+    assert not np.allclose(mixed, 0.7 * d0 + 0.3 * d1, atol=1e-6)
+    made = (mix / "adapter_model.safetensors").stat().st_mtime_ns
+    served.use([1.0, 0.0])
+    assert served.saved_mix(w) == mix
+    assert (mix / "adapter_model.safetensors").stat().st_mtime_ns == made
+    assert list(served.model.peft_config) == served.ingredients  # temporary mixes deleted
+
+
+def test_morlhf_and_prompt_only_on_the_onnx_engine(
+    soups, tiny_model_dir, tiny_adapter_dir, tmp_path
+):
+    import shutil
+
+    _, ingredients = soups
+    runs = []
+    for w, src in zip(([1.0, 0.0], [0.0, 1.0]), ingredients, strict=True):
+        dst = tmp_path / f"w{w[0]}"
+        shutil.copytree(src, dst)
+        meta = RicMeta.load(dst)
+        meta.extra = {"baseline": {"kind": "morlhf", "weights": w}}
+        meta.save(dst)
+        runs.append(dst)
+    meta = _meta(tiny_adapter_dir, tiny_model_dir)
+    exact = load_morlhf(meta, runs, dtype="float32")
+    served = load_morlhf(meta, runs, dtype="float32", backend="onnx-fp32")
+    for w in ([1.0, 0.0], [0.0, 1.0]):
+        assert _greedy_texts(served, w) == _greedy_texts(exact, w)
+    with pytest.raises(ValueError, match="no MORLHF run"):
+        served.use([0.5, 0.5])
+    plain = load_prompt_only(meta, dtype="float32")
+    fast = load_prompt_only(meta, dtype="float32", backend="onnx-fp32")
+    assert fast.engine.label == "onnx fp32"
+    assert _greedy_texts(fast, [0.7, 0.3]) == _greedy_texts(plain, [0.7, 0.3])

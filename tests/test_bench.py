@@ -97,7 +97,12 @@ def fake_runs(root: Path, ric_level: float) -> Path:
     bench = runs / "bench"
     write_json(bench / "ric_offline" / "front.json", _front("RiC", _line(-1, ric_level, 11)))
     write_json(bench / "ric_online" / "front.json", _front("RiC+", _line(-1, ric_level - 0.1, 11)))
-    write_json(bench / "soups" / "front.json", _front("soups", _line(-1, 0.5, 11)))
+    soups = _front("soups", _line(-1, 0.5, 11), engine="onnx int8")
+    ok = {"top_opening_share": 0.1, "shared_opening_share": 0.0, "echo_rate": 0.0}
+    ok.update(relevance=0.6, distinct_2=0.8)
+    for k, point in enumerate(soups["points"]):  # the last point opens half its replies alike
+        point["guards"] = {**ok, "top_opening_share": 0.5} if k == 10 else ok
+    write_json(bench / "soups" / "front.json", soups)
     write_json(bench / "morlhf" / "front.json", _front("morlhf", _line(-1, 1.0, 5)))
     write_json(bench / "prompt_only" / "front.json", _front("prompt", _line(-1.5, 0, 11)))
     # the base model has not run: its row must say so
@@ -140,6 +145,10 @@ def test_report_only_from_fake_runs(tmp_path, ric_level, holds):
 
     assert "python bench/fronts.py --report-only" in md and "Test CPU" in md
     assert "| base model | not run yet |" in md
+    soups_row = next(line for line in md.splitlines() if line.startswith("| Rewarded Soups |"))
+    assert "| 1 of 11 | onnx int8 |" in soups_row
+    assert m["soups"]["below_quality_bars"] == {"[1.0, 0.0]": ["top_opening_share 0.500 > 0.20"]}
+    assert m["morlhf"]["below_quality_bars"] is None  # a front without guards
     assert "automatically generated" in md
     if holds:
         assert "HOLDS on this machine" in md and "RiC is HIGHER" in md
@@ -174,6 +183,7 @@ def test_reused_front_is_copied_and_checked(tmp_path):
         max_new_tokens=64,
         batch_size=48,
         dtype="bfloat16",
+        backend="auto",
         ric_adapter=runs / "sft" / "adapter",
         online_adapter=runs / "online" / "adapter",
     )
@@ -293,6 +303,9 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
         "4",
         "--dtype",
         "float32",
+        # the onnx path of each baseline is tested in test_baselines.py; here, the orchestration
+        "--backend",
+        "transformers",
         "--soups-recipe",
         str(soups),
         "--morlhf-recipe",
@@ -311,6 +324,8 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
         ("base", 1),
     ):
         assert out[m]["status"] == "ok" and out[m]["n_points"] == n, m
+        assert out[m]["engine"] == "transformers float32", m
+        assert isinstance(out[m]["below_quality_bars"], dict), m
     assert out["soups"]["train_cpu_seconds"] > 5.0 and out["morlhf"]["train_cpu_seconds"] > 0
     assert len(list((runs / "bench" / "morlhf").glob("w*/adapter/adapter_model.safetensors"))) == 5
     # A second run finds everything done and changes nothing.

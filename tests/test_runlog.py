@@ -41,3 +41,27 @@ def test_a_killed_attempt_still_counts_up_to_its_last_tick(tmp_path):
 def test_machine_info_names_the_threads():
     m = machine_info()
     assert m["cores"] >= 1 and m["torch_threads"] >= 1 and m["torch"]
+
+
+def test_lineage_charges_a_copied_data_set_once(tmp_path):
+    from ric.artifacts import RicMeta, write_json
+    from ric.runlog import lineage_cpu_seconds
+
+    def stage(name, data, init=None):
+        out = tmp_path / name
+        recipe = {"out_dir": str(out), "data_dir": str(data), "init_adapter": init}
+        RicMeta("m", ["a"], {}, {}, extra={"recipe": recipe}).save(out / "adapter")
+        write_json(out / "train_log.json", {"cpu_seconds": 5.0})
+        return str(out / "adapter")
+
+    for d, cpu in (("data", 100.0), ("copy", 100.0), ("other", 7.0)):
+        write_json(tmp_path / d / "data.json", {"cpu_seconds": cpu, "made_by": "x"})
+    first = stage("sft", tmp_path / "data")
+    parts = lineage_cpu_seconds(stage("online", tmp_path / "copy", init=first))
+    assert parts == {
+        f"data {tmp_path / 'data'}": 100.0,
+        f"SFT {tmp_path / 'sft'}": 5.0,
+        f"SFT {tmp_path / 'online'}": 5.0,
+    }
+    parts = lineage_cpu_seconds(stage("more", tmp_path / "other", init=first))
+    assert parts[f"data {tmp_path / 'other'}"] == 7.0 and len(parts) == 4
