@@ -100,6 +100,7 @@ def run_method(method: str, args, meta) -> None:
         load_morlhf,
         load_prompt_only,
         load_soup,
+        ric_training_rows,
         same_normalization,
         shared_stats,
         train_morlhf_all,
@@ -129,11 +130,14 @@ def run_method(method: str, args, meta) -> None:
     data_dir = Path(meta.extra.get("recipe", {}).get("data_dir") or runs / "data")
     note = "desired = RiC's mapping of w, for reference: this method never sees it"
 
+    # The rows RiC's offline stage trained on (its data less its monitor's held-out prompts).
+    rows = ric_training_rows(meta, data_dir) if method in ("soups", "morlhf") else []
+
     def same_data(rewards) -> None:
         """Baselines train on RiC's data, whose statistics must be the RiC adapter's."""
         if list(rewards) != meta.reward_names:
             raise ValueError(f"{method} rewards {rewards} != RiC's {meta.reward_names}")
-        if not same_normalization(shared_stats(data_dir, rewards), stats):
+        if not same_normalization(shared_stats(rows, rewards), stats):
             raise ValueError(f"{data_dir} does not give the RiC adapter's reward statistics")
 
     if method in RIC:
@@ -152,7 +156,7 @@ def run_method(method: str, args, meta) -> None:
         recipe = load_config(SoupsRecipe, args.soups_recipe)
         recipe.data_dir, recipe.out_dir = str(data_dir), str(bench / "soups")
         same_data(recipe.rewards)
-        adapters = train_soup_ingredients(recipe, stats)
+        adapters = train_soup_ingredients(recipe, stats, rows)
         policy = load_soup(
             meta,
             adapters,

@@ -47,15 +47,28 @@ from ric.sft import (
     run_trainer,
     save_adapter,
     train_sft,
+    training_rows,
 )
 from ric.steering import SteerableModel
 
 # ---------------------------------------------------------------- shared pieces
 
 
-def shared_stats(data_dir: str | Path, rewards: Sequence[str]) -> RewardStats:
-    """The statistics train_sft fits for RiC on the same data: mean/std of ALL rows."""
-    rows = load_dataset_rows(data_dir, list(rewards))
+def ric_training_rows(meta: RicMeta, data_dir: str | Path | None = None) -> list[dict]:
+    """The rows a RiC adapter's own stage trained on, by the recipe its ric.json records (its
+    data set minus the prompts it held out for its monitor): the baselines train on these,
+    and RiC's statistics are theirs."""
+    recorded = meta.extra.get("recipe", {})
+    known = {f.name for f in dataclasses.fields(SFTRecipe)}
+    recipe = SFTRecipe(**{k: v for k, v in recorded.items() if k in known})
+    recipe.rewards = list(meta.reward_names)
+    if data_dir is not None:
+        recipe.data_dir = str(data_dir)
+    return training_rows(recipe)[0]
+
+
+def shared_stats(rows: list[dict], rewards: Sequence[str]) -> RewardStats:
+    """The statistics train_sft fits on these rows (mean and std of each reward)."""
     return RewardStats.fit(np.array([r["raw"] for r in rows]), list(rewards))
 
 
@@ -140,10 +153,11 @@ class _PerWeightPolicy(SteerableModel):
 
     def __init__(self, model, tokenizer, meta, backend="transformers", base=None, dtype="bfloat16"):
         engine = None
-        if backend != "transformers":  # the first serve() brings the engine
-            from ric.generation import Engine
+        if backend != "transformers":  # the first serve() brings the engine; until then its
+            from ric.generation import Engine  # name is all a front can record
 
             engine = Engine()
+            engine.name = backend
         super().__init__(model, tokenizer, meta, conditioned=False, engine=engine)
         self.backend_name, self.base, self.dtype = backend, base or meta.base_model, dtype
         self._load_args = {"name": self.base, "adapter": None, "dtype": dtype}
@@ -194,11 +208,15 @@ def top_quantile_rows(rows: list[dict], stats: RewardStats, i: int, q: float) ->
     return [r for r, zi in zip(rows, z, strict=True) if zi >= threshold]
 
 
-def train_soup_ingredients(recipe: SoupsRecipe, stats: RewardStats | None = None) -> list[Path]:
-    """One LoRA per reward via ric.sft.train_sft; finished ingredients are skipped."""
-    rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
+def train_soup_ingredients(
+    recipe: SoupsRecipe, stats: RewardStats | None = None, rows: list[dict] | None = None
+) -> list[Path]:
+    """One LoRA per reward via ric.sft.train_sft, each on the top of `rows` (default: every
+    row of recipe.data_dir) for its reward; finished ingredients are skipped."""
+    if rows is None:
+        rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
     if stats is None:
-        stats = RewardStats.fit(np.array([r["raw"] for r in rows]), list(recipe.rewards))
+        stats = shared_stats(rows, recipe.rewards)
     adapters = []
     for i, name in enumerate(recipe.rewards):
         out = Path(recipe.out_dir) / name
@@ -601,6 +619,7 @@ __all__ = [
     "normalized_reward_funcs",
     "plain_prompt",
     "preference_instruction",
+    "ric_training_rows",
     "shared_stats",
     "top_quantile_rows",
     "train_morlhf",

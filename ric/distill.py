@@ -26,6 +26,7 @@ import numpy as np
 from ric.artifacts import read_json, write_json
 from ric.conditioning import format_plain_prompt
 from ric.data import BIASES, bias_token_ids
+from ric.runlog import RunClock
 
 
 def sampler_targets(
@@ -78,6 +79,12 @@ def sampler_targets(
     return top.indices.numpy().astype(np.int32), q.numpy().astype(np.float16)
 
 
+def targets_folder(data_dir: str | Path, targets: str, k: int) -> Path:
+    """Where build_targets keeps a data set's soft targets of kind `targets` (ric.sft's
+    "sampler" or "instruction")."""
+    return Path(data_dir) / f"{'instruction' if targets == 'instruction' else 'teacher'}_k{k}"
+
+
 def build_targets(
     data_dir: str | Path,
     rows: list[dict],
@@ -98,20 +105,22 @@ def build_targets(
 
     from ric.models import load_tokenizer
 
-    out = Path(data_dir) / f"{'instruction' if instruction_only else 'teacher'}_k{k}"
+    out = targets_folder(data_dir, "instruction" if instruction_only else "sampler", k)
     out.mkdir(parents=True, exist_ok=True)
     config = read_json(Path(data_dir) / "data.json")["config"]
     penalty = 1.0 if instruction_only else float(config.get("repetition_penalty", 1.0))
     temperature = 1.0 if instruction_only else None
     tok = load_tokenizer(model_path)
     ids_of = bias_token_ids(tok, [n for n in BIASES if any(r.get(n) for r in rows)])
-    model = None
+    model = clock = None
     starts = range(0, len(rows), chunk)
     for start in tqdm(starts, desc="sampler targets", unit="chunk"):
         name = out / f"{start:06d}.safetensors"
         if name.exists():
             continue
         if model is None:
+            # their own cost log: every SFT on this data set reuses them (ric.runlog lineage)
+            clock = RunClock(out)
             model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
         tensors = {}
         for i in range(start, min(start + chunk, len(rows))):
@@ -130,6 +139,9 @@ def build_targets(
         tmp = name.with_suffix(".partial")  # a killed run leaves no half-written chunk
         save_file(tensors, str(tmp))
         os.replace(tmp, name)
+        clock.tick()
+    if clock is not None:
+        clock.stop()
     meta = {"k": k, "repetition_penalty": penalty, "temperature": temperature, "n_rows": len(rows)}
     write_json(out / "targets.json", meta)
     return out

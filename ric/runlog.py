@@ -7,6 +7,7 @@ every attempt of a resumable step (killed ones too) in the step's `cost.jsonl`, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
@@ -14,6 +15,7 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ric.artifacts import RicMeta, append_jsonl, read_json, read_jsonl
@@ -82,6 +84,7 @@ class RunClock:
         self.attempt = f"{os.getpid()}-{time.time():.3f}"
         self.t0, self.c0 = time.time(), cpu_seconds()
         self._stop, self._lock = threading.Event(), threading.Lock()
+        self._paused_at: tuple[float, float] | None = None
         if every:
             threading.Thread(target=self._loop, args=(every,), daemon=True).start()
 
@@ -92,10 +95,11 @@ class RunClock:
     def tick(self) -> dict:
         """Record this attempt's cost so far; returns the step's total over all attempts."""
         with self._lock:
+            now, cpu = self._paused_at or (time.time(), cpu_seconds())
             row = {
                 "attempt": self.attempt,
-                "wall": round(time.time() - self.t0, 3),
-                "cpu": round(cpu_seconds() - self.c0, 3),
+                "wall": round(now - self.t0, 3),
+                "cpu": round(cpu - self.c0, 3),
             }
             append_jsonl(self.path, [row])
             return self.total()
@@ -103,6 +107,21 @@ class RunClock:
     def stop(self) -> dict:
         self._stop.set()
         return self.tick()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave out what runs inside: a sub-step that keeps its own cost log (the sampler
+        targets an SFT builds once for its data set) is then charged once, there."""
+        with self._lock:
+            self._paused_at = (time.time(), cpu_seconds())
+        try:
+            yield
+        finally:
+            with self._lock:
+                t, c = self._paused_at
+                self.t0 += time.time() - t
+                self.c0 += cpu_seconds() - c
+                self._paused_at = None
 
     def total(self) -> dict:
         return clock_total(self.path.parent)
@@ -128,9 +147,12 @@ def logged_cpu_seconds(path: Path) -> float | None:
 def adapter_lineage(adapter: str | Path) -> list[dict]:
     """Every training stage behind an adapter, oldest first, from the recipes its ric.json
     files record (each stage's init_adapter names the one before): [{"adapter", "out_dir",
-    "data_dir"}]. A MORS iteration's stage sits in iter_<k>/sft next to its mors.json. Costs
-    and data of a multi-stage model are summed over this chain, so nothing is counted twice
-    and no stage is forgotten."""
+    "data_dir", "targets_dir"}] (targets_dir: the soft targets it trained on, or None). A MORS
+    iteration's stage sits in iter_<k>/sft next to its mors.json. Costs and data of a
+    multi-stage model are summed over this chain, so nothing is counted twice and no stage is
+    forgotten."""
+    from ric.distill import targets_folder
+
     chain, seen, current = [], set(), str(adapter)
     while current:
         key = str(Path(current).resolve())
@@ -138,11 +160,18 @@ def adapter_lineage(adapter: str | Path) -> list[dict]:
             raise ValueError(f"adapter lineage loops at {current}")
         seen.add(key)
         recipe = RicMeta.load(current).extra.get("recipe", {})
+        targets = recipe.get("targets", "tokens")
         chain.append(
             {
                 "adapter": current,
                 "out_dir": recipe.get("out_dir", str(Path(current).parent)),
                 "data_dir": recipe.get("data_dir"),
+                # soft targets (ric.distill) are built once per data set, with their own log
+                "targets_dir": str(
+                    targets_folder(recipe["data_dir"], targets, recipe.get("target_k", 32))
+                )
+                if targets != "tokens" and recipe.get("data_dir")
+                else None,
             }
         )
         current = recipe.get("init_adapter")
@@ -153,7 +182,8 @@ def lineage_cpu_seconds(adapter: str | Path) -> dict:
     """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
     (None where a log is missing): each data set once, each SFT stage, each MORS sampling.
     A data set is known by its data.json's bytes as well as its path: a copied folder (the
-    same data under another name) is charged once."""
+    same data under another name) is charged once, and so are the soft targets built for it
+    (ric.distill; None when their folder has no cost log)."""
     parts: dict[str, float | None] = {}
     seen_data: set = set()
     for stage in adapter_lineage(adapter):
@@ -163,6 +193,13 @@ def lineage_cpu_seconds(adapter: str | Path) -> dict:
         if data and key not in seen_data:
             seen_data.add(key)
             parts[f"data {data}"] = logged_cpu_seconds(log)
+        targets = stage["targets_dir"]
+        if targets and (key, Path(targets).name) not in seen_data:
+            seen_data.add((key, Path(targets).name))
+            cost = Path(targets) / COST_FILE
+            parts[f"targets {targets}"] = (
+                clock_total(targets)["cpu_seconds"] if cost.exists() else None
+            )
         out = Path(stage["out_dir"])
         mors = out.parent / "mors.json"
         if mors.exists():

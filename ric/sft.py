@@ -8,6 +8,7 @@ metadata. `ResumableCheckpoints` is the one checkpoint rule every trainer follow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from pathlib import Path
@@ -411,6 +412,17 @@ def hold_out_prompts(rows: list[dict], n: int, seed: int) -> tuple[list[dict], l
     return [r for r in rows if r["prompt"] not in held], [r for r in rows if r["prompt"] in held]
 
 
+def training_rows(recipe: SFTRecipe, rows: list[dict] | None = None):
+    """(the rows a recipe trains on, the rows of the prompts it holds out for its monitor),
+    from `rows` or its data_dir. Its reward statistics are fitted on the first: a baseline
+    trained "on RiC's data" takes the same rows (bench/fronts.py)."""
+    if rows is None:
+        rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
+    if recipe.monitor_steps > 0 and recipe.conditioned:
+        return hold_out_prompts(rows, recipe.monitor_prompts, recipe.seed)
+    return rows, []
+
+
 def contrast_monitor(every: int, tokenizer, rows, stats, fmt, log: Path):
     """A TrainerCallback writing tag_contrast's farthest pairs on held-out rows every `every`
     steps (one JSON line per step): a training run shows while it runs whether it is learning to
@@ -518,24 +530,28 @@ def _tokens(tok, e: dict, max_length: int) -> tuple[list[int], list[int]]:
     return p + c, [-100] * len(p) + c
 
 
-def soft_target_trainer(recipe, model, tok, rows, examples, model_path, common, callbacks):
+def soft_target_trainer(
+    recipe, model, tok, rows, examples, model_path, common, callbacks, clock=None
+):
     """A transformers Trainer on the sampler's targets (ric.distill) for `examples` (built
     from `rows`, which carry the sampling temperature and hidden instruction): the targets of
-    every row of recipe.data_dir are computed once, in resumable chunks, before training."""
+    every row of recipe.data_dir are computed once, in resumable chunks, before training, and
+    logged there, not in this run's `clock` (the next SFT on the data reuses them)."""
 
     from ric.distill import build_targets, load_targets, soft_target_loss
 
     every = read_jsonl(Path(recipe.data_dir) / "dataset.jsonl")
     fmt = ConditioningFormat.from_dict(recipe.conditioning)
     completions = [sft_completion(r["response"], fmt, tok) for r in every]
-    folder = build_targets(
-        recipe.data_dir,
-        every,
-        completions,
-        model_path,
-        recipe.target_k,
-        instruction_only=recipe.targets == "instruction",
-    )
+    with clock.paused() if clock else contextlib.nullcontext():
+        folder = build_targets(
+            recipe.data_dir,
+            every,
+            completions,
+            model_path,
+            recipe.target_k,
+            instruction_only=recipe.targets == "instruction",
+        )
     targets = load_targets(folder)
     k = recipe.target_k
     items = []
@@ -720,11 +736,7 @@ def train_sft(
         raise ValueError("contrast_weight works with targets='tokens' only")
     if done := finished_adapter(out, recipe.max_steps):
         return done
-    if rows is None:
-        rows = load_dataset_rows(recipe.data_dir, list(recipe.rewards))
-    held_out = []
-    if recipe.monitor_steps > 0 and recipe.conditioned:
-        rows, held_out = hold_out_prompts(rows, recipe.monitor_prompts, recipe.seed)
+    rows, held_out = training_rows(recipe, rows)
     if stats is None:
         stats = RewardStats.fit(
             np.array([r["raw"] for r in rows]),
@@ -776,7 +788,9 @@ def train_sft(
     )
     callbacks = [checkpoint_callback(clock)]
     if recipe.targets != "tokens":
-        trainer = soft_target_trainer(recipe, model, tok, rows, examples, path, common, callbacks)
+        trainer = soft_target_trainer(
+            recipe, model, tok, rows, examples, path, common, callbacks, clock
+        )
     elif recipe.contrast_weight:
         trainer = paired_contrast_trainer(
             recipe, model, tok, rows, examples, stats, fmt, common, callbacks

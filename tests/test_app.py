@@ -120,6 +120,19 @@ def test_generate(client, steer):
     assert achieved == pytest.approx(steer.score(["hello there"], [text])[0].tolist())
 
 
+def test_replies_are_sampled_as_the_fronts_were_measured(client, steer, monkeypatch):
+    """The API and the chat sample with the evaluation's settings (its repetition penalty
+    included), so what a user gets is what the front in the header measured."""
+    from ric.evaluation import EvalConfig
+
+    seen, real = [], steer.reply
+    monkeypatch.setattr(steer, "reply", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+    client.predict("hello there", [0.2, 0.8], "ric", 4, 0, api_name="/generate")
+    measured = EvalConfig()
+    assert seen[0].repetition_penalty == measured.repetition_penalty != 1.0
+    assert (seen[0].temperature, seen[0].top_p) == (measured.temperature, measured.top_p)
+
+
 @pytest.mark.parametrize(
     "prompt, weights, kwargs, message",
     [

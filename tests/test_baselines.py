@@ -1,5 +1,6 @@
 """Baselines on a tiny in-code model: Rewarded Soups, MORLHF (GRPO), prompt-only."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -344,3 +345,22 @@ def test_morlhf_and_prompt_only_on_the_onnx_engine(
     fast = load_prompt_only(meta, dtype="float32", backend="onnx-fp32")
     assert fast.engine.label == "onnx fp32"
     assert _greedy_texts(fast, [0.7, 0.3]) == _greedy_texts(plain, [0.7, 0.3])
+
+
+def test_baselines_train_on_the_rows_ric_trained_on(data_dir, tiny_adapter_dir):
+    """RiC's statistics are fitted on its data less the prompts its monitor held out: the
+    baselines take the same rows, so the shared normalization is RiC's own."""
+    from ric.baselines import ric_training_rows, shared_stats
+    from ric.sft import SFTRecipe, training_rows
+
+    meta = RicMeta.load(tiny_adapter_dir)
+    meta.reward_names = NAMES
+    everything = ric_training_rows(meta, data_dir)
+    assert len(everything) == 24  # no monitor recorded: every row
+    recipe = SFTRecipe(data_dir=str(data_dir), rewards=NAMES, monitor_steps=10, monitor_prompts=1)
+    meta.extra = {"recipe": {**dataclasses.asdict(recipe), "not_a_field": 1}}
+    rows = ric_training_rows(meta)
+    assert rows == training_rows(recipe)[0] and 0 < len(rows) < 24
+    assert {r["prompt"] for r in everything} - {r["prompt"] for r in rows}  # one held out
+    fitted = shared_stats(rows, NAMES)
+    assert not np.allclose(fitted.mean, shared_stats(everything, NAMES).mean)

@@ -238,7 +238,7 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
     import yaml
     from conftest import make_tiny_adapter
 
-    from ric.artifacts import RicMeta, write_jsonl
+    from ric.artifacts import RicMeta, read_jsonl, write_jsonl
     from ric.baselines import shared_stats
 
     runs = tmp_path / "runs"
@@ -258,7 +258,7 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
     write_json(runs / "data" / "data.json", {"reward_names": NAMES, "cpu_seconds": 5.0})
     adapter = make_tiny_adapter(runs / "sft" / "adapter", tiny_model_dir)
     meta = RicMeta.load(adapter)  # the shared statistics: those of runs/data
-    meta.stats = shared_stats(runs / "data", NAMES).to_dict()
+    meta.stats = shared_stats(read_jsonl(runs / "data" / "dataset.jsonl"), NAMES).to_dict()
     meta.save(adapter)
     tiny = {
         "lora_r": 2,

@@ -65,3 +65,39 @@ def test_lineage_charges_a_copied_data_set_once(tmp_path):
     }
     parts = lineage_cpu_seconds(stage("more", tmp_path / "other", init=first))
     assert parts[f"data {tmp_path / 'other'}"] == 7.0 and len(parts) == 4
+
+
+def test_a_paused_clock_leaves_out_what_runs_inside(tmp_path):
+    clock = RunClock(tmp_path / "a", every=0)
+    with clock.paused():
+        t = time.time()
+        while time.time() - t < 0.4:  # a sub-step with its own log
+            pass
+        inside = clock.tick()  # a tick while paused records the time before the pause
+    total = clock.stop()
+    assert inside["cpu_seconds"] < 0.1 and total["cpu_seconds"] < 0.1
+    assert total["wall_seconds"] < 0.2
+
+
+def test_lineage_charges_the_soft_targets_of_a_data_set_once(tmp_path):
+    from ric.artifacts import RicMeta, write_json, write_jsonl
+    from ric.runlog import lineage_cpu_seconds
+
+    data = tmp_path / "data"
+    write_json(data / "data.json", {"cpu_seconds": 100.0})
+    write_jsonl(data / "instruction_k32" / COST_FILE, [{"attempt": "1", "wall": 9, "cpu": 17.0}])
+    init = None
+    for name in ("sft", "more"):  # two stages on the same data and targets
+        out = tmp_path / name
+        recipe = {"out_dir": str(out), "data_dir": str(data), "init_adapter": init}
+        recipe.update(targets="instruction", target_k=32)
+        RicMeta("m", ["a"], {}, {}, extra={"recipe": recipe}).save(out / "adapter")
+        write_json(out / "train_log.json", {"cpu_seconds": 5.0})
+        init = str(out / "adapter")
+    parts = lineage_cpu_seconds(init)
+    assert parts == {
+        f"data {data}": 100.0,
+        f"targets {data / 'instruction_k32'}": 17.0,
+        f"SFT {tmp_path / 'sft'}": 5.0,
+        f"SFT {tmp_path / 'more'}": 5.0,
+    }

@@ -345,8 +345,16 @@ def test_sft_on_sampler_targets_trains_lora_and_builds_targets_once(tmp_path, mo
     chunks = sorted((data / "teacher_k4").glob("*.safetensors"))
     assert chunks and json.loads((data / "teacher_k4" / "targets.json").read_text())["k"] == 4
     stamp = [c.stat().st_mtime_ns for c in chunks]
+    # The targets carry their own cost log, and the lineage charges them beside the SFT.
+    from ric.runlog import clock_total, lineage_cpu_seconds
+
+    built = clock_total(data / "teacher_k4")
+    assert built["attempts"] == 1 and built["wall_seconds"] >= 0
+    parts = lineage_cpu_seconds(adapter)
+    assert parts[f"targets {data / 'teacher_k4'}"] == built["cpu_seconds"]
     train_sft(sft_recipe(tmp_path / "again", model_dir, data, targets="sampler", target_k=4))
     assert [c.stat().st_mtime_ns for c in chunks] == stamp  # reused, not rebuilt
+    assert clock_total(data / "teacher_k4") == built  # and not charged again
     train_sft(sft_recipe(tmp_path / "instr", model_dir, data, targets="instruction", target_k=4))
     meta = json.loads((data / "instruction_k4" / "targets.json").read_text())
     assert meta["temperature"] == 1.0 and meta["repetition_penalty"] == 1.0

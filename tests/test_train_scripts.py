@@ -641,3 +641,13 @@ def test_ship_image_keeps_the_sampling_its_front_was_measured_with(tmp_path):
     assert shipped.mapping == "typical"
     assert shipped.extra["guidance_scale"] == 7.5 and shipped.extra["reward_guidance_scale"] == 2.0
     assert (tmp_path / "out" / "subjects.png").read_bytes() == b"png"
+
+
+def test_report_names_the_hidden_conditions_of_the_data():
+    report = _load_script("report")
+    knobs = {"config": {"word_bias": [0, 2], "end_bias": [0, 5]}, "source": {"instructions": []}}
+    text = report.hidden_conditions(knobs)
+    assert "towards positive words of [0, 2]" in text and "towards end-of-text of [0, 5]" in text
+    told = {"config": {}, "source": {"instructions": ["", "Be brief."]}}
+    assert report.hidden_conditions(told).endswith('none, "Be brief."')
+    assert report.hidden_conditions({"config": {}, "source": {}}) == "no hidden condition"

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ric.artifacts import atomic_write_text, read_json, read_jsonl
+from ric.distill import targets_folder
 from ric.plotting import is_base_front, save_front_figures
+from ric.runlog import COST_FILE, clock_total
 
 
 def machine() -> str:
@@ -153,6 +155,31 @@ def _prompts(front: dict) -> str:
     return f"{n} ({', '.join(where)})" if where else str(n)
 
 
+def hidden_conditions(data: dict) -> str:
+    """How the answers were made to differ, in words, from a data.json: hidden instructions
+    in the sampling prompt's system turn and/or the sampler's logit biases (ric.data)."""
+    cfg, parts = data["config"], []
+    instructions = data["source"].get("instructions") or []
+    if instructions:
+        parts.append(
+            "each under a hidden instruction drawn from assets/prompts/instructions.txt in the "
+            "system turn of the sampling prompt only: "
+            + ", ".join(f'"{i}"' if i else "none" for i in instructions)
+        )
+    for key, what in (("word_bias", "towards positive words"), ("end_bias", "towards end-of-text")):
+        if any(cfg.get(key) or []):
+            parts.append(f"a hidden logit bias {what} of {cfg[key]} (one per sample of a prompt)")
+    return "; ".join(parts) if parts else "no hidden condition"
+
+
+def soft_targets_folder(stage: Path) -> Path | None:
+    """The soft-target folder an SFT stage trained on (ric.distill), or None."""
+    recipe = read_json(stage / "adapter" / "ric.json").get("extra", {}).get("recipe", {})
+    if recipe.get("targets", "tokens") == "tokens" or not recipe.get("data_dir"):
+        return None
+    return targets_folder(recipe["data_dir"], recipe["targets"], recipe.get("target_k", 32))
+
+
 def _cmd(log: dict, fallback: str) -> str:
     return f"`{log.get('command', fallback)}`"
 
@@ -226,6 +253,17 @@ def main(argv=None):
             f"| offline data ({d.name}) | {_cmd(dd, fallback)}"
             f" | {_mins(dd['wall_seconds'])} | {_mins(dd['cpu_seconds'])} |"
         )
+    seen_targets = set()
+    for s in stages:  # soft targets: built once per data set, with their own cost log
+        folder = soft_targets_folder(s)
+        if folder and folder not in seen_targets and (folder / COST_FILE).exists():
+            seen_targets.add(folder)
+            cost = clock_total(folder)
+            lines.append(
+                f"| soft targets ({folder}) | built by the first SFT on {folder.parent} "
+                f"(ric.distill.build_targets) | {_mins(cost['wall_seconds'])} "
+                f"| {_mins(cost['cpu_seconds'])} |"
+            )
     for s, log in zip(stages, logs, strict=True):
         lines.append(
             f"| SFT ({s.name}) | {_cmd(log, 'python train/sft.py --config train/recipes/cpu_sft.yaml')}"
@@ -264,10 +302,8 @@ def main(argv=None):
         f"{data['n_rows']} answers for {data['config']['max_prompts'] or 'all'} training "
         f"prompts: {data['config']['samples_per_prompt']} samples per prompt from the base model "
         f"(temperatures {data['config']['temperatures']}, repetition penalty "
-        f"{data['config'].get('repetition_penalty', 1.0)}), each under a hidden instruction "
-        "drawn from assets/prompts/instructions.txt in the system turn of the sampling prompt "
-        "only: "
-        + ", ".join(f'"{i}"' if i else "none" for i in data["source"].get("instructions", []))
+        f"{data['config'].get('repetition_penalty', 1.0)}), "
+        + hidden_conditions(data)
         + ". Every training response is the model's own text from its first token to its own "
         "end-of-text; answers that hit the token cap are not trained on. "
         + (

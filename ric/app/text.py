@@ -31,6 +31,7 @@ from ric.app.widgets import (
     wire_weight_sliders,
 )
 from ric.conditioning import ConditioningFormat, sanitize_with_notices
+from ric.evaluation import EvalConfig
 from ric.generation import GenerationSettings
 from ric.mapping import METHODS
 from ric.plotting import is_base_front
@@ -229,9 +230,21 @@ def header(steer: SteerableModel, model_label: str | None, fronts: Sequence[dict
 # --- the tab ---------------------------------------------------------------------------------
 
 
-def settings(max_new_tokens, temperature=0.7, top_p=0.9) -> GenerationSettings:
+# Replies are sampled the way the fronts the app shows were measured (ric.evaluation's
+# defaults): without the repetition penalty the 135M default now and then loops a line.
+MEASURED = EvalConfig()
+
+
+def settings(
+    max_new_tokens, temperature=MEASURED.temperature, top_p=MEASURED.top_p
+) -> GenerationSettings:
     max_new_tokens = check_whole(max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)
-    return GenerationSettings(max_new_tokens, float(temperature), float(top_p))
+    return GenerationSettings(
+        max_new_tokens,
+        float(temperature),
+        float(top_p),
+        repetition_penalty=MEASURED.repetition_penalty,
+    )
 
 
 def register_api(steer: SteerableModel) -> None:
@@ -430,7 +443,9 @@ def text_tab(steer: SteerableModel, fronts: Sequence[dict], figure) -> gr.Radio:
                 clear = gr.Button("New chat", elem_id="new-chat")
             with gr.Accordion("generation", open=False):
                 max_tokens = gr.Slider(8, MAX_NEW_TOKENS, value=64, step=8, label="max new tokens")
-                temperature = gr.Slider(0.1, 1.5, value=0.7, step=0.05, label="temperature")
+                temperature = gr.Slider(
+                    0.1, 1.5, value=MEASURED.temperature, step=0.05, label="temperature"
+                )
                 turns = gr.Slider(
                     0,
                     MAX_HISTORY_TURNS,
