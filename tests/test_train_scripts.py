@@ -650,4 +650,5 @@ def test_report_names_the_hidden_conditions_of_the_data():
     assert "towards positive words of [0, 2]" in text and "towards end-of-text of [0, 5]" in text
     told = {"config": {}, "source": {"instructions": ["", "Be brief."]}}
     assert report.hidden_conditions(told).endswith('none, "Be brief."')
-    assert report.hidden_conditions({"config": {}, "source": {}}) == "no hidden condition"
+    assert "no hidden instruction" in report.hidden_conditions({"config": {}, "source": {}})
+    assert '"Answer in detail."' in text  # the shipped ones are listed where none was used

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ric.artifacts import atomic_write_text, read_json, read_jsonl
+from ric.data import read_instructions
 from ric.distill import targets_folder
 from ric.plotting import is_base_front, save_front_figures
 from ric.runlog import COST_FILE, clock_total
@@ -155,6 +156,9 @@ def _prompts(front: dict) -> str:
     return f"{n} ({', '.join(where)})" if where else str(n)
 
 
+DEFAULT_INSTRUCTIONS = Path(__file__).resolve().parent.parent / "assets/prompts/instructions.txt"
+
+
 def hidden_conditions(data: dict) -> str:
     """How the answers were made to differ, in words, from a data.json: hidden instructions
     in the sampling prompt's system turn and/or the sampler's logit biases (ric.data)."""
@@ -169,7 +173,13 @@ def hidden_conditions(data: dict) -> str:
     for key, what in (("word_bias", "towards positive words"), ("end_bias", "towards end-of-text")):
         if any(cfg.get(key) or []):
             parts.append(f"a hidden logit bias {what} of {cfg[key]} (one per sample of a prompt)")
-    return "; ".join(parts) if parts else "no hidden condition"
+    if not instructions:  # the ones a recipe may use, listed wherever the data is described
+        shipped = read_instructions(DEFAULT_INSTRUCTIONS)
+        parts.append(
+            "no hidden instruction (assets/prompts/instructions.txt holds those a recipe may "
+            "put in the sampling prompt: " + ", ".join(f'"{i}"' for i in shipped if i) + ")"
+        )
+    return "; ".join(parts)
 
 
 def soft_targets_folder(stage: Path) -> Path | None:
