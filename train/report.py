@@ -18,6 +18,7 @@ import numpy as np
 
 from ric.artifacts import atomic_write_text, read_json, read_jsonl
 from ric.data import read_instructions
+from ric.defaults import DEFAULT
 from ric.distill import targets_folder
 from ric.plotting import is_base_front, save_front_figures
 from ric.runlog import COST_FILE, clock_total
@@ -156,9 +157,6 @@ def _prompts(front: dict) -> str:
     return f"{n} ({', '.join(where)})" if where else str(n)
 
 
-DEFAULT_INSTRUCTIONS = Path(__file__).resolve().parent.parent / "assets/prompts/instructions.txt"
-
-
 def hidden_conditions(data: dict) -> str:
     """How the answers were made to differ, in words, from a data.json: hidden instructions
     in the sampling prompt's system turn and/or the sampler's logit biases (ric.data)."""
@@ -174,7 +172,7 @@ def hidden_conditions(data: dict) -> str:
         if any(cfg.get(key) or []):
             parts.append(f"a hidden logit bias {what} of {cfg[key]} (one per sample of a prompt)")
     if not instructions:  # the ones a recipe may use, listed wherever the data is described
-        shipped = read_instructions(DEFAULT_INSTRUCTIONS)
+        shipped = read_instructions(DEFAULT.instructions)
         parts.append(
             "no hidden instruction (assets/prompts/instructions.txt holds those a recipe may "
             "put in the sampling prompt: " + ", ".join(f'"{i}"' for i in shipped if i) + ")"
