@@ -3,6 +3,10 @@
     python bench/fronts.py --report-only     # docs/BENCHMARKS.md + docs/benchmarks.json from runs/
     python bench/fronts.py                   # run (resumably) what is missing, then the report
     python bench/fronts.py --methods soups,prompt_only --max-prompts 20   # a subset, quicker
+    python bench/fronts.py --methods morlhf,ric_offline,ric_online,base --shipped assets/text
+        # a fresh clone: MORLHF needs only the shipped adapter's statistics, RiC's and the
+        # base model's fronts are the shipped copies, and the report carries the other rows
+        # (points, metrics, costs) from the last docs/benchmarks.json, marked as carried
     bash bench/run_baselines.sh              # everything, RiC's own runs included
 
 Every method is evaluated the way train/evaluate.py evaluates RiC (ric.evaluation.evaluate_front):
@@ -45,8 +49,14 @@ METHODS = {  # name -> label, in table order
     "base": "base model",
 }
 RIC = ("ric_offline", "ric_online")
-# The fronts train/run_default.sh writes while building the embedded default.
+# The fronts train/run_default.sh writes while building the embedded default, and the copies
+# train/ship.py keeps of them beside the shipped adapter (--shipped: all a fresh clone has).
 REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online"}
+SHIPPED = {
+    "base": "base_front.json",
+    "ric_offline": "offline_front.json",
+    "ric_online": "front.json",
+}
 # Settings a reused front must share with the benchmark's own evaluations.
 SAME_SETTINGS = (
     "prompts",
@@ -92,6 +102,16 @@ def _save(front: dict, method: str, args, **extra) -> dict:
     return front
 
 
+def reused_front(runs: Path, method: str, shipped: Path | None = None) -> Path | None:
+    """RiC's (or the base model's) own front for `method`: the rebuild's, else the copy shipped
+    in `shipped` (train/ship.py's layout), else None."""
+    if method not in REUSED:
+        return None
+    found = [runs / REUSED[method] / "front.json"]
+    found += [Path(shipped) / SHIPPED[method]] if shipped else []
+    return next((src for src in found if src.exists()), None)
+
+
 def run_method(method: str, args, meta) -> None:
     """Produce runs/bench/<method>/front.json (training first where needed)."""
     from ric.baselines import (
@@ -116,8 +136,8 @@ def run_method(method: str, args, meta) -> None:
         print(f"{method}: front.json exists, kept")
         return
     adapter = {"ric_offline": Path(args.ric_adapter), "ric_online": Path(args.online_adapter)}
-    if method in REUSED and (runs / REUSED[method] / "front.json").exists():
-        src = runs / REUSED[method] / "front.json"
+    src = reused_front(runs, method, getattr(args, "shipped", None))
+    if src is not None:
         front = read_json(src)
         ours = eval_config(args, method).__dict__
         # A setting missing from an older front had its default then (e.g. skip_prompts).
@@ -125,31 +145,41 @@ def run_method(method: str, args, meta) -> None:
         _save(front, method, args, label=METHODS[method], source=str(src), settings_differ=diff)
         print(f"{method}: reused {src}" + (f" (settings differ: {diff})" if diff else ""))
         return
-    stats = RewardStats.from_dict(meta.stats)
-    # The baselines train on the data of RiC's final offline stage, whose statistics tag it.
-    data_dir = Path(meta.extra.get("recipe", {}).get("data_dir") or runs / "data")
-    note = "desired = RiC's mapping of w, for reference: this method never sees it"
-
-    # The rows RiC's offline stage trained on (its data less its monitor's held-out prompts).
-    rows = ric_training_rows(meta, data_dir) if method in ("soups", "morlhf") else []
-
-    def same_data(rewards) -> None:
-        """Baselines train on RiC's data, whose statistics must be the RiC adapter's."""
-        if list(rewards) != meta.reward_names:
-            raise ValueError(f"{method} rewards {rewards} != RiC's {meta.reward_names}")
-        if not same_normalization(shared_stats(rows, rewards), stats):
-            raise ValueError(f"{data_dir} does not give the RiC adapter's reward statistics")
-
     if method in RIC:
         if not (adapter[method] / "ric.json").exists():
             print(f"{method}: no adapter at {adapter[method]}; run the RiC pipeline first")
             return
         cfg = eval_config(args, method, adapter=str(adapter[method]))
         _save(evaluate_front(cfg), method, args)
-    elif method == "base":
+        print(f"{method}: written {bench / method / 'front.json'}")
+        return
+    if method == "base":
         cfg = eval_config(args, method, adapter=str(args.ric_adapter), base=True)
         _save(evaluate_front(cfg), method, args)
-    elif method == "prompt_only":
+        print(f"{method}: written {bench / method / 'front.json'}")
+        return
+    stats = RewardStats.from_dict(meta.stats)
+    # The baselines train on the data of RiC's final offline stage, whose statistics tag it.
+    data_dir = Path(meta.extra.get("recipe", {}).get("data_dir") or runs / "data")
+    note = "desired = RiC's mapping of w, for reference: this method never sees it"
+
+    # The rows RiC's offline stage trained on (its data less its monitor's held-out prompts).
+    # MORLHF reads only the statistics, which the adapter carries: it can run without the data
+    # (a fresh checkout has the shipped adapter but not runs/).
+    data_optional = method == "morlhf" and not data_dir.exists()
+    if data_optional:
+        print(f"morlhf: {data_dir} is absent; the RiC adapter's own statistics are used")
+    needs_rows = method in ("soups", "morlhf") and not data_optional
+    rows = ric_training_rows(meta, data_dir) if needs_rows else []
+
+    def same_data(rewards) -> None:
+        """Baselines train on RiC's data, whose statistics must be the RiC adapter's."""
+        if list(rewards) != meta.reward_names:
+            raise ValueError(f"{method} rewards {rewards} != RiC's {meta.reward_names}")
+        if not data_optional and not same_normalization(shared_stats(rows, rewards), stats):
+            raise ValueError(f"{data_dir} does not give the RiC adapter's reward statistics")
+
+    if method == "prompt_only":
         policy = load_prompt_only(meta, dtype=args.dtype, backend=args.backend)
         _save(evaluate_front(eval_config(args, method), policy), method, args, desired_note=note)
     elif method == "soups":
@@ -186,7 +216,9 @@ def run_all(args) -> None:
     from ric.models import load_adapter_meta
     from ric.runlog import machine_info
 
-    meta = load_adapter_meta(args.ric_adapter)
+    # RiC's metadata (its statistics) serves the baselines; the reused fronts need none of it.
+    need_meta = set(args.methods) & {"prompt_only", "soups", "morlhf"}
+    meta = load_adapter_meta(args.ric_adapter) if need_meta else None
     write_json(Path(args.runs) / "bench" / "machine.json", machine_info())
     for method in args.methods:
         run_method(method, args, meta)
@@ -195,14 +227,25 @@ def run_all(args) -> None:
 # ---------------------------------------------------------------- costs and metrics
 
 
+def _stages(adapter: Path) -> list[dict] | None:
+    """The stages behind an adapter (ric.runlog.adapter_lineage); None when the adapter or a
+    stage before it is missing (a shipped adapter in a clone without runs/)."""
+    from ric.runlog import adapter_lineage
+
+    try:
+        return adapter_lineage(adapter) if (Path(adapter) / "ric.json").exists() else None
+    except FileNotFoundError:
+        return None
+
+
 def _lineage(*adapters: Path) -> dict:
     """{part: CPU-seconds} over every stage behind the adapters; a data set shared by several
-    (the soups' ingredients) counts once. Empty when an adapter is missing."""
+    (the soups' ingredients) counts once. Empty when an adapter or a stage is missing."""
     from ric.runlog import lineage_cpu_seconds
 
     parts: dict = {}
     for a in adapters:
-        if not (Path(a) / "ric.json").exists():
+        if _stages(a) is None:
             return {}
         parts.update(lineage_cpu_seconds(a))
     return parts
@@ -237,12 +280,11 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
 def method_notes(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """What each method's run was, in one line, read from the runs' own artifacts."""
     from ric.baselines import preference_instruction
-    from ric.runlog import adapter_lineage
 
     notes, bench = {}, runs / "bench"
-    if (Path(ric_adapter) / "ric.json").exists():
+    if (lineage := _stages(ric_adapter)) is not None:
         stages = []
-        for st in adapter_lineage(ric_adapter):
+        for st in lineage:
             log = Path(st["out_dir"]) / "train_log.json"
             info = read_json(log) if log.exists() else {}
             stages.append(
@@ -251,8 +293,8 @@ def method_notes(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         notes["ric_offline"] = (
             f"one LoRA, reward-conditioned SFT in {len(stages)} stage(s): " + "; ".join(stages)
         )
-    if (Path(online_adapter) / "ric.json").exists():
-        iters = [Path(st["out_dir"]).parent / "mors.json" for st in adapter_lineage(online_adapter)]
+    if (lineage := _stages(online_adapter)) is not None:
+        iters = [Path(st["out_dir"]).parent / "mors.json" for st in lineage]
         kept = [read_json(m).get("kept") for m in iters if m.exists()]
         notes["ric_online"] = f"the offline adapter + {len(kept)} MORS iteration(s), kept {kept}"
     parts = []
@@ -295,19 +337,69 @@ def dominated_share(points: np.ndarray, by: np.ndarray) -> float:
     return float(np.mean(dom)) if len(dom) else 0.0
 
 
-def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
-    """benchmarks.json: every method's metrics with ONE reference point, and its cost."""
+def carried_front(previous: dict, m: str) -> dict | None:
+    """The previous report's row for `m` as a front, when that method ran then but its runs are
+    not under runs/ now (a fresh clone keeps docs/benchmarks.json, not runs/). Its points are
+    the stored ones (4 decimals); its quality-bar verdict and costs are the stored ones too."""
+    old = (previous.get("methods") or {}).get(m) or {}
+    if old.get("status") != "ok":
+        return None
+    return {
+        "label": old["label"],
+        "reward_names": previous["reward_names"],
+        "reference_point": previous["reference_point"],
+        "hypervolume": old["hypervolume"],
+        "settings": previous["settings"],
+        "points": old["points"],
+        "controllability": {
+            "spearman_mean": old.get("spearman"),
+            "monotonicity_mean": old.get("monotonicity"),
+        },
+        "cpu_seconds": old.get("eval_cpu_seconds"),
+        "engine": old.get("engine"),
+        "source": old.get("source"),
+        "settings_differ": old.get("settings_differ"),
+        "carried": {"front": old.get("front"), "below_quality_bars": old.get("below_quality_bars")},
+    }
+
+
+def summarize(
+    runs: Path, ric_adapter: Path, online_adapter: Path, previous: dict | None = None
+) -> dict:
+    """benchmarks.json: every method's metrics with ONE reference point, and its cost.
+    A method (or a cost) missing from runs/ is carried from `previous`, the last report, when
+    it has it; such rows say so ("carried")."""
+    previous = previous or {}
     fronts = {
         m: read_json(runs / "bench" / m / "front.json")
         for m in METHODS
         if (runs / "bench" / m / "front.json").exists()
     }
+    for m in METHODS:
+        if m not in fronts and (front := carried_front(previous, m)) is not None:
+            fronts[m] = front
     costs = train_costs(runs, ric_adapter, online_adapter)
     notes = method_notes(runs, ric_adapter, online_adapter)
+    for m, old in (previous.get("methods") or {}).items():
+        if m in costs and costs[m]["cpu_seconds"] is None and old.get("status") == "ok":
+            costs[m] = {
+                "cpu_seconds": old.get("train_cpu_seconds"),
+                "parts": old.get("train_cost_parts") or {},
+                "carried": True,
+            }
+            notes.setdefault(m, old.get("notes"))
     ref_from = next((m for m in (*RIC, *METHODS) if m in fronts), None)
     ref = np.array(fronts[ref_from]["reference_point"]) if ref_from else None
     points = {m: np.array([p["achieved"] for p in f["points"]]) for m, f in fronts.items()}
-    ric_hv = {m: hypervolume(points[m], ref) for m in RIC if m in fronts}
+
+    def hv(m: str) -> float:
+        # A carried front keeps its exact hypervolume while the reference point is unchanged.
+        f = fronts[m]
+        if "carried" in f and np.allclose(f["reference_point"], ref):
+            return f["hypervolume"]
+        return hypervolume(points[m], ref)
+
+    ric_hv = {m: hv(m) for m in RIC if m in fronts}
     # The quality bars' relative floors come from the base model on the same prompts.
     base_guards = fronts["base"]["points"][0].get("guards") if "base" in fronts else None
     best_ric = max(ric_hv, key=ric_hv.get) if ric_hv else None
@@ -316,6 +408,8 @@ def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         row = {"label": label, "train_cpu_seconds": costs[m]["cpu_seconds"]}
         row["notes"] = notes.get(m)
         row["train_cost_parts"] = costs[m]["parts"]
+        if costs[m].get("carried"):
+            row["train_cost_carried"] = True
         if m not in fronts:
             out[m] = {**row, "status": "not run yet"}
             continue
@@ -323,20 +417,26 @@ def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         ctrl = f.get("controllability") or {}
         row.update(
             status="ok",
-            front=str(runs / "bench" / m / "front.json"),
+            front=f["carried"]["front"]
+            if "carried" in f
+            else str(runs / "bench" / m / "front.json"),
             source=f.get("source"),
             settings_differ=f.get("settings_differ") or [],
             reference_point_differs=not np.allclose(f["reference_point"], ref),
             n_points=len(pts),
             points=[{"weights": p["weights"], "achieved": p["achieved"]} for p in f["points"]],
-            hypervolume=hypervolume(pts, ref),
+            hypervolume=hv(m),
             sparsity=sparsity(pts[pareto_mask(pts)]),
             spearman=ctrl.get("spearman_mean"),
             monotonicity=ctrl.get("monotonicity_mean"),
             eval_cpu_seconds=f.get("cpu_seconds"),
             engine=f.get("engine"),
-            below_quality_bars=_below_bars(f, base_guards),
+            below_quality_bars=f["carried"]["below_quality_bars"]
+            if "carried" in f
+            else _below_bars(f, base_guards),
         )
+        if "carried" in f:
+            row["carried"] = True
         if best_ric and m not in RIC:
             row["dominated_by_ric"] = dominated_share(pts, points[best_ric])
         out[m] = row
@@ -353,10 +453,15 @@ def summarize(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         else None,
         "machine": read_json(runs / "bench" / "machine.json")
         if (runs / "bench" / "machine.json").exists()
+        else previous.get("machine"),
+        # Carried rows ran where the previous report's runs ran (kept through later carries).
+        "carried_machine": (previous.get("carried_machine") or previous.get("machine"))
+        if any("carried" in f for f in fronts.values())
+        or any(c.get("carried") for c in costs.values())
         else None,
         "throughput": read_json(runs / "bench" / "throughput.json")
         if (runs / "bench" / "throughput.json").exists()
-        else None,
+        else previous.get("throughput"),
         "commands": COMMANDS,
     }
 
@@ -485,6 +590,15 @@ def markdown(summary: dict, plot: str | None) -> str:
         *[f"- {k}: `{v}`" for k, v in COMMANDS.items()],
         "",
         _machine_text(summary["machine"], "Machine the runs ran on") + ".",
+        *(
+            [
+                "",
+                _machine_text(summary["carried_machine"], "Carried rows ran on")
+                + ". CPU-seconds from two machines compare only roughly.",
+            ]
+            if summary.get("carried_machine") and summary["carried_machine"] != summary["machine"]
+            else []
+        ),
         "",
         "## Setup (the same for every method)",
         "",
@@ -521,6 +635,7 @@ def markdown(summary: dict, plot: str | None) -> str:
             continue
         differ = r["settings_differ"] + ["reference point"] * r["reference_point_differs"]
         flags = f" (own settings differ: {', '.join(differ)})" if differ else ""
+        flags += " (stored)" if r.get("carried") else ""
         dom = r.get("dominated_by_ric")
         below = r.get("below_quality_bars")
         below = "n/a" if below is None else f"{len(below)} of {r['n_points']}"
@@ -531,8 +646,22 @@ def markdown(summary: dict, plot: str | None) -> str:
             f"| {_hours(r['train_cpu_seconds'])} "
             f"| {_hours(r['eval_cpu_seconds'])} |"
         )
+    stored = [r["label"] for r in ms.values() if r.get("carried")]
+    costs = [r["label"] for r in ms.values() if r.get("train_cost_carried")]
     lines += [
         "",
+        *(
+            [
+                "Carried from the previous report: runs/ did not hold these runs when this",
+                "report was written, so these numbers are the ones the same command wrote into",
+                'docs/benchmarks.json when they ran (marked "carried" there). Fronts (points to',
+                f"4 decimals, metrics, quality bars): {', '.join(stored) or 'none'}, marked",
+                f"(stored), not rerun. Training costs: {', '.join(costs) or 'none'}.",
+                "",
+            ]
+            if stored or costs
+            else []
+        ),
         "Spearman and monotonicity: weight vs achieved reward, mean over rewards (n/a for the",
         "base model, which has no weights). Dominated by RiC: share of a method's points strictly",
         "dominated by a point of the best RiC front. Below the quality bars: sweep points that",
@@ -571,16 +700,23 @@ NOTES = "benchmarks_notes.md"  # the reading of the numbers, written by people, 
 
 
 def report(runs: Path, docs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
-    summary = summarize(runs, ric_adapter, online_adapter)
+    previous = read_json(docs / "benchmarks.json") if (docs / "benchmarks.json").exists() else None
+    summary = summarize(runs, ric_adapter, online_adapter, previous)
     if (docs / NOTES).exists():
         summary["notes"] = (docs / NOTES).read_text().strip()
     docs.mkdir(parents=True, exist_ok=True)
     fronts = []
-    for m, r in summary["methods"].items():
+    for r in summary["methods"].values():
         if r["status"] == "ok":
             # Legend names carry the hypervolume with the shared reference point.
-            front = read_json(runs / "bench" / m / "front.json")
-            fronts.append({**front, "label": r["label"], "hypervolume": r["hypervolume"]})
+            fronts.append(
+                {
+                    "reward_names": summary["reward_names"],
+                    "points": r["points"],
+                    "label": r["label"],
+                    "hypervolume": r["hypervolume"],
+                }
+            )
     plot = None
     if fronts:
         from ric.plotting import save_front_figures
@@ -605,6 +741,12 @@ def main(argv=None):
         help="RiC's final offline stage, whose stats every method shares (default RUNS/sft/adapter)",
     )
     p.add_argument("--online-adapter", default=None, help="default: RUNS/online/adapter")
+    p.add_argument(
+        "--shipped",
+        default=None,
+        help="take RiC's and the base model's fronts from this shipped folder (e.g. assets/text) "
+        "when RUNS lacks them",
+    )
     p.add_argument("--soups-recipe", default="train/recipes/bench_soups.yaml")
     p.add_argument("--morlhf-recipe", default="train/recipes/bench_morlhf.yaml")
     p.add_argument("--prompts", default=DEFAULT.eval_prompts)

@@ -4,9 +4,11 @@
 #
 #     bash bench/run_baselines.sh
 #
-# MEASURED on 2 cores: training the baselines took 3.9 CPU-hours, 2.97 of them the five MORLHF runs
-# (50 GRPO steps each, ~18-22 min wall per run, train/recipes/bench_morlhf.yaml). CPU-seconds
-# are the cost figure compared, so run with the same OMP_NUM_THREADS as RiC's own runs.
+# MEASURED on 2 cores (2026-12-02): the five MORLHF runs took 3.67 CPU-hours (55 GRPO steps
+# each, ~22-24 min wall per run, train/recipes/bench_morlhf.yaml), the Rewarded Soups
+# ingredients 0.15 on top of RiC's data. CPU-seconds are the cost figure compared, so run with
+# the same OMP_NUM_THREADS as RiC's own runs. In a fresh clone without runs/, see the
+# --shipped line in bench/fronts.py's help.
 #
 # RiC's own runs come first when their fronts are missing: the exact build of the embedded
 # default (train/run_default.sh: data, SFT, MORS, calibration, fronts); then the baselines

@@ -163,6 +163,44 @@ def test_report_only_from_fake_runs(tmp_path, ric_level, holds):
     assert "## Why\n\nSoups steer evenly because ...\n" in (docs / "BENCHMARKS.md").read_text()
 
 
+def test_report_carries_what_runs_lack(tmp_path):
+    """A fresh clone has docs/benchmarks.json but not runs/: a new MORLHF run is reported beside
+    the stored rows and costs, each marked, with the stored hypervolumes unchanged."""
+    runs = fake_runs(tmp_path, 1.5)
+    docs = tmp_path / "docs"
+    fronts.main(["--report-only", "--runs", str(runs), "--docs", str(docs)])
+    before = json.loads((docs / "benchmarks.json").read_text())["methods"]
+
+    fresh = tmp_path / "fresh"  # only the MORLHF runs, now at a lower level
+    shutil.copytree(runs / "bench" / "morlhf", fresh / "bench" / "morlhf")
+    write_json(fresh / "bench" / "morlhf" / "front.json", _front("morlhf", _line(-1, 0.8, 5)))
+    # the shipped adapter names stages that are not there
+    shipped = shutil.copytree(runs / "online" / "adapter", tmp_path / "shipped" / "adapter")
+    shutil.rmtree(runs)
+    ric = ["--ric-adapter", str(shipped), "--online-adapter", str(shipped)]
+    fronts.main(["--report-only", "--runs", str(fresh), "--docs", str(docs), *ric])
+    out = json.loads((docs / "benchmarks.json").read_text())
+    m, md = out["methods"], (docs / "BENCHMARKS.md").read_text()
+    for k in ("ric_offline", "ric_online", "soups", "prompt_only"):
+        assert m[k]["carried"] and m[k]["status"] == "ok", k
+        for key in ("hypervolume", "points", "spearman", "below_quality_bars", "train_cpu_seconds"):
+            assert m[k][key] == before[k][key], (k, key)
+    assert m["soups"]["train_cost_carried"] and "train_cost_carried" not in m["morlhf"]
+    assert "carried" not in m["morlhf"] and m["morlhf"]["hypervolume"] == pytest.approx(
+        hypervolume(np.array(_line(-1, 0.8, 5)), REF)
+    )
+    assert m["base"]["status"] == "not run yet"  # it never ran: nothing to carry
+    assert out["reference_point"] == REF and out["best_ric"] == "ric_offline"
+    assert (
+        "| Rewarded Soups (stored) | 11 |" in md
+        and "(stored), not rerun. Training costs: RiC (offline)" in md
+    )
+    assert "(8% of MORLHF (GRPO))" in md  # RiC's carried cost against the new runs' 50,000 s
+    # Carrying again changes nothing.
+    fronts.main(["--report-only", "--runs", str(fresh), "--docs", str(docs), *ric])
+    assert json.loads((docs / "benchmarks.json").read_text()) == out
+
+
 def test_report_on_nothing_says_not_run(tmp_path):
     docs = tmp_path / "docs"
     fronts.main(["--report-only", "--runs", str(tmp_path / "none"), "--docs", str(docs)])
@@ -191,6 +229,15 @@ def test_reused_front_is_copied_and_checked(tmp_path):
     copied = json.loads((runs / "bench" / "ric_offline" / "front.json").read_text())
     assert copied["source"].endswith(f"{fronts.REUSED['ric_offline']}/front.json")
     assert copied["settings_differ"] == ["max_prompts"] and copied["label"] == "RiC (offline)"
+    # Without the rebuild's front, the shipped copy serves, only when asked for.
+    assert fronts.reused_front(runs, "ric_online") is None
+    shipped = tmp_path / "assets_text"
+    write_json(shipped / "front.json", _front("RiC+", _line(-1, 1, 11)))
+    args.shipped = shipped
+    fronts.run_method("ric_online", args, meta=None)
+    copied = json.loads((runs / "bench" / "ric_online" / "front.json").read_text())
+    assert copied["source"] == str(shipped / "front.json") and copied["settings_differ"] == []
+    assert fronts.reused_front(runs, "ric_offline", shipped).parent.name == "eval_sft"
 
 
 def test_throughput_smoke_and_report(tmp_path, tiny_model_dir):
@@ -332,6 +379,15 @@ def test_fronts_runs_every_method_on_a_tiny_model(tmp_path, tiny_model_dir):
     before = (runs / "bench" / "soups" / "front.json").read_text()
     fronts.main(args)
     assert (runs / "bench" / "soups" / "front.json").read_text() == before
+    # MORLHF needs only the adapter's statistics: without the data (a fresh clone) its finished
+    # runs are evaluated again; the soups, which train on the rows, refuse.
+    shutil.rmtree(runs / "data")
+    (runs / "bench" / "morlhf" / "front.json").unlink()
+    fronts.main([*args, "--methods", "morlhf"])
+    assert json.loads((runs / "bench" / "morlhf" / "front.json").read_text())["points"]
+    (runs / "bench" / "soups" / "front.json").unlink()
+    with pytest.raises(FileNotFoundError):
+        fronts.main([*args, "--methods", "soups"])
 
 
 def test_load_bench_smoke(tmp_path, tiny_adapter_dir):
