@@ -145,16 +145,12 @@ def run_method(method: str, args, meta) -> None:
         _save(front, method, args, label=METHODS[method], source=str(src), settings_differ=diff)
         print(f"{method}: reused {src}" + (f" (settings differ: {diff})" if diff else ""))
         return
-    if method in RIC:
-        if not (adapter[method] / "ric.json").exists():
+    if method in REUSED:  # not reused: RiC's adapters (or the base model) are evaluated here
+        if method in RIC and not (adapter[method] / "ric.json").exists():
             print(f"{method}: no adapter at {adapter[method]}; run the RiC pipeline first")
             return
-        cfg = eval_config(args, method, adapter=str(adapter[method]))
-        _save(evaluate_front(cfg), method, args)
-        print(f"{method}: written {bench / method / 'front.json'}")
-        return
-    if method == "base":
-        cfg = eval_config(args, method, adapter=str(args.ric_adapter), base=True)
+        path = adapter[method] if method in RIC else args.ric_adapter
+        cfg = eval_config(args, method, adapter=str(path), base=method == "base")
         _save(evaluate_front(cfg), method, args)
         print(f"{method}: written {bench / method / 'front.json'}")
         return
@@ -245,9 +241,12 @@ def _lineage(*adapters: Path) -> dict:
 
     parts: dict = {}
     for a in adapters:
-        if _stages(a) is None:
+        if not (Path(a) / "ric.json").exists():
             return {}
-        parts.update(lineage_cpu_seconds(a))
+        try:
+            parts.update(lineage_cpu_seconds(a))
+        except FileNotFoundError:  # a stage before it is gone (a clone without runs/)
+            return {}
     return parts
 
 
@@ -381,12 +380,15 @@ def summarize(
     costs = train_costs(runs, ric_adapter, online_adapter)
     notes = method_notes(runs, ric_adapter, online_adapter)
     for m, old in (previous.get("methods") or {}).items():
-        if m in costs and costs[m]["cpu_seconds"] is None and old.get("status") == "ok":
+        if m not in costs or old.get("status") != "ok":
+            continue
+        if costs[m]["cpu_seconds"] is None:
             costs[m] = {
                 "cpu_seconds": old.get("train_cpu_seconds"),
                 "parts": old.get("train_cost_parts") or {},
                 "carried": True,
             }
+        if costs[m].get("carried") or "carried" in fronts.get(m, {}):
             notes.setdefault(m, old.get("notes"))
     ref_from = next((m for m in (*RIC, *METHODS) if m in fronts), None)
     ref = np.array(fronts[ref_from]["reference_point"]) if ref_from else None

@@ -186,6 +186,7 @@ def test_report_carries_what_runs_lack(tmp_path):
         for key in ("hypervolume", "points", "spearman", "below_quality_bars", "train_cpu_seconds"):
             assert m[k][key] == before[k][key], (k, key)
     assert m["soups"]["train_cost_carried"] and "train_cost_carried" not in m["morlhf"]
+    assert m["prompt_only"]["notes"] == before["prompt_only"]["notes"]  # a carried front's note
     assert "carried" not in m["morlhf"] and m["morlhf"]["hypervolume"] == pytest.approx(
         hypervolume(np.array(_line(-1, 0.8, 5)), REF)
     )
