@@ -16,7 +16,7 @@ run is merged and exported once), the same reward functions, rewards normalized 
 RewardStats of RiC's final offline stage (runs/sft/adapter) and one reference point for every
 hypervolume. Layout, under --runs:
 
-    data/, sft/, online/, eval_{base,sft,online}/       RiC's runs, reused
+    data/, sft/, online2/, eval_{base,sft,online2}/     RiC's runs, reused
     (train/run_default.sh; the shipped mapping)
     bench/<method>/front.json                       one front per method (copied when reused)
     bench/soups/<reward>/{adapter,train_log.json}   Rewarded Soups ingredients
@@ -51,7 +51,7 @@ METHODS = {  # name -> label, in table order
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default, and the copies
 # train/ship.py keeps of them beside the shipped adapter (--shipped: all a fresh clone has).
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online"}
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online2"}
 SHIPPED = {
     "base": "base_front.json",
     "ric_offline": "offline_front.json",
@@ -254,7 +254,7 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs.
     RiC's cost walks its adapter's lineage: every data set and every SFT stage (and MORS
     iteration) that led to it, so a multi-stage build is charged in full."""
-    from ric.runlog import logged_cpu_seconds
+    from ric.runlog import lineage_cpu_seconds, logged_cpu_seconds
 
     soups = sorted(p.parent for p in (runs / "bench" / "soups").glob("*/adapter/ric.json"))
     morlhf = {
@@ -266,9 +266,14 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         ok = bool(parts) and all(v is not None for v in parts.values())
         return {"cpu_seconds": sum(parts.values()) if ok else None, "parts": parts}
 
+    online = total(_lineage(online_adapter))
+    if online["cpu_seconds"] is None and (Path(online_adapter) / "ric.json").exists():
+        # A later stage on a shipped copy whose own lineage is gone: the stages found here,
+        # to be added to the previous report's parts (summarize).
+        online["found"] = lineage_cpu_seconds(online_adapter, partial=True)
     return {
         "ric_offline": total(_lineage(ric_adapter)),
-        "ric_online": total(_lineage(online_adapter)),
+        "ric_online": online,
         "soups": total(_lineage(*soups) if soups else {}),
         "morlhf": total(morlhf),
         "prompt_only": {"cpu_seconds": 0.0, "parts": {}},
@@ -383,11 +388,24 @@ def summarize(
         if m not in costs or old.get("status") != "ok":
             continue
         if costs[m]["cpu_seconds"] is None:
+            parts = old.get("train_cost_parts") or {}
+            # Stages found here beyond the previous report's (a MORS iteration on the shipped
+            # copy) are added; data sets come from the previous report's parts, so a
+            # regenerated copy of the same data is not charged twice.
+            new = {
+                k: v
+                for k, v in (costs[m].get("found") or {}).items()
+                if v is not None and k not in parts and not k.startswith(("data ", "targets "))
+            }
             costs[m] = {
-                "cpu_seconds": old.get("train_cpu_seconds"),
-                "parts": old.get("train_cost_parts") or {},
+                "cpu_seconds": (old.get("train_cpu_seconds") or 0) + sum(new.values())
+                if new
+                else old.get("train_cpu_seconds"),
+                "parts": {**parts, **new},
                 "carried": True,
             }
+            if new:
+                notes[m] = f"{old.get('notes')}; then, in this checkout: {', '.join(new)}"
         if costs[m].get("carried") or "carried" in fronts.get(m, {}):
             notes.setdefault(m, old.get("notes"))
     ref_from = next((m for m in (*RIC, *METHODS) if m in fronts), None)
@@ -742,7 +760,9 @@ def main(argv=None):
         default=None,
         help="RiC's final offline stage, whose stats every method shares (default RUNS/sft/adapter)",
     )
-    p.add_argument("--online-adapter", default=None, help="default: RUNS/online/adapter")
+    p.add_argument(
+        "--online-adapter", default=None, help="RiC after MORS (default: RUNS/online2/adapter)"
+    )
     p.add_argument(
         "--shipped",
         default=None,
@@ -767,7 +787,7 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
     args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft" / "adapter")
-    args.online_adapter = Path(args.online_adapter or Path(args.runs) / "online" / "adapter")
+    args.online_adapter = Path(args.online_adapter or Path(args.runs) / "online2" / "adapter")
     if not args.report_only:
         run_all(args)
     summary = report(Path(args.runs), Path(args.docs), args.ric_adapter, args.online_adapter)

@@ -21,7 +21,7 @@ RUNS=runs
 
 step() { echo; echo "== $*"; }
 
-if [ ! -f "$RUNS/eval_online/front.json" ]; then
+if [ ! -f "$RUNS/eval_online2/front.json" ]; then
     step "RiC: the embedded default's full build (train/run_default.sh, resumable)"
     bash train/run_default.sh
 fi

@@ -61,6 +61,13 @@ class OnlineRecipe:
         "drop answers whose own distinct word-pair share is below this: a small model asked "
         "for extreme scores loops, and those loops would be trained on (0: keep all)",
     )
+    floor_quantiles: dict | None = field(
+        None,
+        "{reward: q}: drop answers (online and offline alike) whose raw score on that reward, "
+        "conditioned on or not, is below its q-quantile over the offline answers. The ANY-reward "
+        "filter keeps a short answer that dodges the question for its brevity, and the model "
+        "learns the dodge; a relevance floor keeps only the brief answers that stay on topic",
+    )
     offline_subsample: int = field(2000, "filtered offline rows mixed in per iteration")
     prompts: str = field(DEFAULT.train_prompts, "prompt pool")
     dtype: str = field("bfloat16", "generation dtype")
@@ -86,6 +93,13 @@ def frontier_targets(low, high, n: int, rng: np.random.Generator) -> np.ndarray:
 def keep_mask(z: np.ndarray, stats: RewardStats, q: float = 0.7) -> np.ndarray:
     """MORS filter: True where ANY normalized reward reaches its training q-quantile."""
     return np.any(z >= stats.quantile(q), axis=1)
+
+
+def above_floors(rows: list[dict], reference: list[dict], floors: dict) -> tuple[list, dict]:
+    """The rows whose raw score on each floored reward reaches its floor, the given quantile
+    of that reward over the reference rows; and the floors. Rows carry `raw` as a dict."""
+    values = {n: float(np.quantile([r["raw"][n] for r in reference], q)) for n, q in floors.items()}
+    return [r for r in rows if all(r["raw"][n] >= v for n, v in values.items())], values
 
 
 def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clock) -> None:
@@ -152,10 +166,21 @@ def mors_iteration(
     samples = read_jsonl(out / "samples.jsonl")
     finished = [r for r in samples if trainable(r)]
     rows = [r for r in finished if distinct_n([r["response"]], 2) >= recipe.min_distinct_2]
-    score_rows(rows, meta.reward_names, out / "scores.jsonl")
+    floors = recipe.floor_quantiles or {}
+    names = list(meta.reward_names) + [n for n in floors if n not in meta.reward_names]
+    score_rows(rows, names, out / "scores.jsonl")
     scores = {r["key"]: r["raw"] for r in read_jsonl(out / "scores.jsonl")}
     for r in rows:  # hindsight relabeling: the rewards OBTAINED, not the ones asked for
-        r["raw"] = [scores[r["key"]][n] for n in meta.reward_names]
+        r["raw"] = scores[r["key"]]
+    offline = load_dataset_rows(recipe.data_dir, names)
+    for r in offline:
+        r["raw"] = dict(zip(names, r["raw"], strict=True))
+    on_topic, floor_values = above_floors(rows, offline, floors)
+    offline_on_topic, _ = above_floors(offline, offline, floors)
+    below, offline_below = len(rows) - len(on_topic), len(offline) - len(offline_on_topic)
+    rows, offline = on_topic, offline_on_topic
+    for r in rows + offline:  # from here on, the conditioned rewards only, in order
+        r["raw"] = [r["raw"][n] for n in meta.reward_names]
     kept = []
     if rows:
         z = stats.normalize(np.array([r["raw"] for r in rows]))
@@ -163,7 +188,6 @@ def mors_iteration(
         kept = [r for r, k in zip(rows, mask, strict=True) if k]
     kept_so_far = kept_so_far + kept
 
-    offline = load_dataset_rows(recipe.data_dir, meta.reward_names)
     zo = stats.normalize(np.array([r["raw"] for r in offline]))
     good = [
         r for r, k in zip(offline, keep_mask(zo, stats, recipe.keep_quantile), strict=True) if k
@@ -189,7 +213,10 @@ def mors_iteration(
             "generated": len(samples),
             "finished": sum(bool(r.get("finished", True)) for r in samples),
             "trainable": len(finished),
-            "looped": len(finished) - len(rows),
+            "looped": len(finished) - len(rows) - below,
+            "floors": floor_values,
+            "below_floor": below,
+            "offline_below_floor": offline_below,
             "kept": len(kept),
             "kept_total": len(kept_so_far),
             "offline_kept": len(good),

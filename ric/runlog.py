@@ -144,13 +144,14 @@ def logged_cpu_seconds(path: Path) -> float | None:
     return read_json(path).get("cpu_seconds") if path.exists() else None
 
 
-def adapter_lineage(adapter: str | Path) -> list[dict]:
+def adapter_lineage(adapter: str | Path, partial: bool = False) -> list[dict]:
     """Every training stage behind an adapter, oldest first, from the recipes its ric.json
     files record (each stage's init_adapter names the one before): [{"adapter", "out_dir",
     "data_dir", "targets_dir"}] (targets_dir: the soft targets it trained on, or None). A MORS
     iteration's stage sits in iter_<k>/sft next to its mors.json. Costs and data of a
     multi-stage model are summed over this chain, so nothing is counted twice and no stage is
-    forgotten."""
+    forgotten. partial: stop at the first adapter that is gone (a fresh checkout keeps only the
+    shipped copy), marking it {"adapter", "missing": True}, instead of raising."""
     from ric.distill import targets_folder
 
     chain, seen, current = [], set(), str(adapter)
@@ -159,6 +160,9 @@ def adapter_lineage(adapter: str | Path) -> list[dict]:
         if key in seen:
             raise ValueError(f"adapter lineage loops at {current}")
         seen.add(key)
+        if partial and not (Path(current) / "ric.json").exists():
+            chain.append({"adapter": current, "missing": True})
+            break
         recipe = RicMeta.load(current).extra.get("recipe", {})
         targets = recipe.get("targets", "tokens")
         chain.append(
@@ -178,15 +182,19 @@ def adapter_lineage(adapter: str | Path) -> list[dict]:
     return chain[::-1]
 
 
-def lineage_cpu_seconds(adapter: str | Path) -> dict:
+def lineage_cpu_seconds(adapter: str | Path, partial: bool = False) -> dict:
     """{part: CPU-seconds} for every data set and stage behind `adapter`, from their own logs
     (None where a log is missing): each data set once, each SFT stage, each MORS sampling.
     A data set is known by its data.json's bytes as well as its path: a copied folder (the
     same data under another name) is charged once, and so are the soft targets built for it
-    (ric.distill; None when their folder has no cost log)."""
+    (ric.distill; None when their folder has no cost log). partial: a missing adapter
+    (adapter_lineage, the oldest stage found) is the part "missing <adapter>": None."""
     parts: dict[str, float | None] = {}
     seen_data: set = set()
-    for stage in adapter_lineage(adapter):
+    for stage in adapter_lineage(adapter, partial):
+        if stage.get("missing"):
+            parts[f"missing {stage['adapter']}"] = None
+            continue
         data = stage["data_dir"]
         log = Path(data) / "data.json" if data else None
         key = log.read_bytes() if log and log.exists() else data

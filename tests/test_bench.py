@@ -88,7 +88,7 @@ def fake_runs(root: Path, ric_level: float) -> Path:
     sft4 = _stage(runs / "sft" / "adapter", runs / "data_primed", sft, cpu=700.0)
     write_json(runs / "online" / "iter_1" / "mors.json", {"cpu_seconds": 300.0})
     it = _stage(runs / "online" / "iter_1" / "sft" / "adapter", runs / "data_primed", sft4, 400.0)
-    shutil.copytree(it, runs / "online" / "adapter")  # as train/online.py ships it
+    shutil.copytree(it, runs / "online2" / "adapter")  # as train/online.py ships the last one
     for name, cpu in (("positivity", 500.0), ("brevity", 600.0)):
         _stage(runs / "bench" / "soups" / name / "adapter", runs / "data_primed", cpu=cpu)
     for w in simplex_grid(2, 5):
@@ -175,7 +175,7 @@ def test_report_carries_what_runs_lack(tmp_path):
     shutil.copytree(runs / "bench" / "morlhf", fresh / "bench" / "morlhf")
     write_json(fresh / "bench" / "morlhf" / "front.json", _front("morlhf", _line(-1, 0.8, 5)))
     # the shipped adapter names stages that are not there
-    shipped = shutil.copytree(runs / "online" / "adapter", tmp_path / "shipped" / "adapter")
+    shipped = shutil.copytree(runs / "online2" / "adapter", tmp_path / "shipped" / "adapter")
     shutil.rmtree(runs)
     ric = ["--ric-adapter", str(shipped), "--online-adapter", str(shipped)]
     fronts.main(["--report-only", "--runs", str(fresh), "--docs", str(docs), *ric])
@@ -201,6 +201,24 @@ def test_report_carries_what_runs_lack(tmp_path):
     fronts.main(["--report-only", "--runs", str(fresh), "--docs", str(docs), *ric])
     assert json.loads((docs / "benchmarks.json").read_text()) == out
 
+    # A second MORS iteration on a copy of the shipped adapter, in this checkout, on its data
+    # regenerated: the iteration's own costs are added to the stored ones, the data is not
+    # charged again, and a further report adds nothing.
+    write_json(fresh / "data" / "data.json", {"cpu_seconds": 999.0})
+    copy = shutil.copytree(shipped, fresh / "online" / "adapter")
+    write_json(fresh / "online2" / "iter_1" / "mors.json", {"cpu_seconds": 30.0})
+    it2 = _stage(fresh / "online2" / "iter_1" / "sft" / "adapter", fresh / "data", copy, 40.0)
+    on2 = ["--ric-adapter", str(shipped), "--online-adapter", str(it2)]
+    fronts.main(["--report-only", "--runs", str(fresh), "--docs", str(docs), *on2])
+    m2 = json.loads((docs / "benchmarks.json").read_text())["methods"]["ric_online"]
+    assert m2["train_cpu_seconds"] == before["ric_online"]["train_cpu_seconds"] + 70.0
+    new_parts = set(m2["train_cost_parts"]) - set(before["ric_online"]["train_cost_parts"])
+    assert new_parts == {f"MORS {fresh / 'online2' / 'iter_1'}", f"SFT {it2.parent}"}
+    assert m2["train_cost_carried"] and "then, in this checkout" in m2["notes"]
+    again = json.loads((docs / "benchmarks.json").read_text())
+    fronts.main(["--report-only", "--runs", str(fresh), "--docs", str(docs), *on2])
+    assert json.loads((docs / "benchmarks.json").read_text()) == again
+
 
 def test_report_on_nothing_says_not_run(tmp_path):
     docs = tmp_path / "docs"
@@ -224,7 +242,7 @@ def test_reused_front_is_copied_and_checked(tmp_path):
         dtype="bfloat16",
         backend="auto",
         ric_adapter=runs / "sft" / "adapter",
-        online_adapter=runs / "online" / "adapter",
+        online_adapter=runs / "online2" / "adapter",
     )
     fronts.run_method("ric_offline", args, meta=None)
     copied = json.loads((runs / "bench" / "ric_offline" / "front.json").read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from training_helpers import PROMPTS, ending_model, prepare_cfg, sft_recipe
+from training_helpers import PROMPTS, REWARDS, ending_model, prepare_cfg, sft_recipe
 
 from ric.artifacts import read_jsonl
 from ric.data import prepare_dataset
@@ -22,7 +22,11 @@ def setup(tmp_path_factory, tiny_model_dir):
     model = ending_model(tiny_model_dir, root / "lm")
     prompts = root / "prompts.txt"
     prompts.write_text(PROMPTS)
-    data = prepare_dataset(prepare_cfg(root / "data", model, prompts, samples_per_prompt=3))
+    # "a_share" is scored but not conditioned on: the kind of reward a MORS floor guards.
+    cfg = prepare_cfg(
+        root / "data", model, prompts, samples_per_prompt=3, rewards=[*REWARDS, "a_share"]
+    )
+    data = prepare_dataset(cfg)
     adapter = train_sft(sft_recipe(root / "sft", model, data, learning_rate=1e-3))
     return {"model": model, "prompts": prompts, "data": data, "adapter": adapter}
 
@@ -140,3 +144,29 @@ def test_mors_continues_an_adapter_with_reward_vectors(tmp_path, setup):
     after = load_file(Path(new_adapter) / "adapter_model.safetensors")
     (key,) = [k for k in before if ATTR in k]
     assert key in after and not np.allclose(before[key].numpy(), after[key].numpy())
+
+
+def test_a_floor_drops_low_scoring_answers_online_and_offline(tmp_path, setup):
+    """A floor on a reward the adapter is not conditioned on (as the default's relevance floor):
+    no answer below it is kept or mixed in, offline rows are floored alike, and the conditioned
+    rewards alone reach the continued SFT."""
+    from ric.data import load_dataset_rows
+
+    recipe = online_recipe(
+        setup, tmp_path / "f", keep_quantile=0.0, floor_quantiles={"a_share": 0.5}
+    )
+    _, kept = mors_iteration(recipe, str(setup["adapter"]), 1, [])
+    it = tmp_path / "f" / "iter_1"
+    mors = json.loads((it / "mors.json").read_text())
+    offline = load_dataset_rows(setup["data"], ["a_share"])
+    floor = mors["floors"]["a_share"]
+    assert floor == pytest.approx(np.quantile([r["raw"][0] for r in offline], 0.5))
+    scores = {r["key"]: r["raw"] for r in read_jsonl(it / "scores.jsonl")}
+    assert all("a_share" in s for s in scores.values())
+    below = sum(s["a_share"] < floor for s in scores.values())
+    assert 0 < mors["below_floor"] == below
+    # keep_quantile 0 keeps every answer above the floor: the floor alone decides here
+    assert mors["kept"] == len(kept) == len(scores) - below > 0
+    assert all(scores[r["key"]]["a_share"] >= floor and len(r["raw"]) == 2 for r in kept)
+    assert mors["offline_below_floor"] == sum(r["raw"][0] < floor for r in offline) > 0
+    assert mors["offline_kept"] == len(offline) - mors["offline_below_floor"]

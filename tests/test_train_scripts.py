@@ -577,24 +577,10 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
         ],
     )
     out = tmp_path / "docs" / "TRAINING.md"
-    _load_script("report").main(
-        [
-            "--runs",
-            str(runs),
-            "--data",
-            str(runs / "data"),
-            "--stages",
-            str(runs / "sft"),
-            "--fronts",
-            f"online={runs / 'eval_online'}",
-            "--out",
-            str(out),
-            "--image",
-            "",
-            "--examples",
-            "online=2",
-        ]
-    )
+    report = _load_script("report")
+    argv = ["--runs", str(runs), "--data", str(runs / "data"), "--stages", str(runs / "sft")]
+    argv += ["--fronts", f"online={runs / 'eval_online'}", "--out", str(out), "--image", ""]
+    report.main([*argv, "--examples", "online=2"])
     text = out.read_text()
     assert "## Example replies (RiC)" in text and "third?" not in text
     assert "- w = (1.0, 0.0), achieved (1.00, 0.00): second? reply at 1.0" in text
@@ -602,6 +588,26 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
     assert "| online | [0.0, 1.0] | 0.500 | 10% | 5% | 0% | 90% | 0.60 |" in text
     assert "| 20 | +0.50 +- 0.10 | +0.20 | +0.10 | 75% |" in text  # sft's contrast_log.jsonl
     assert "## Quality guards" in capsys.readouterr().out
+    assert "## Online MORS, online/iter_1" in text and "(stored)" not in text
+
+    # A fresh checkout: the SFT and MORS runs are gone. Their cost rows and sections are
+    # carried from the previous report, marked, and a second regeneration changes nothing.
+    import shutil
+
+    shutil.rmtree(runs / "sft")
+    shutil.rmtree(runs / "online")
+    report.main([*argv, "--examples", "online=2"])
+    again = out.read_text()
+    assert "| SFT (sft) (stored) | `c` | 1.0 min | 1.0 min |" in again
+    assert "| MORS online/iter_1 (stored) |" in again
+    assert "## SFT stages (stored)" in again and "## Online MORS, online/iter_1 (stored)" in again
+    assert "| 20 | +0.50 +- 0.10 | +0.20 | +0.10 | 75% |" in again
+    assert again.count(report.STORED_NOTE) == 3  # the rows' note and each section's
+    assert "## Example replies (RiC)" in again and "(stored)" not in again.split("## Fronts")[1]
+    report.main([*argv, "--examples", "online=2"])
+    assert out.read_text() == again
+    report.main([*argv, "--examples", "online=2", "--stored", ""])
+    assert "(stored)" not in out.read_text()
 
 
 def test_run_default_names_only_existing_scripts_and_recipes():

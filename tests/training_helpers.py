@@ -25,7 +25,17 @@ def _vowel_share():
     return fn
 
 
+def _a_share():
+    """Another test-only reward, scored beside the conditioned ones (a floor's reward)."""
+
+    def fn(prompts, responses):
+        return np.array([r.count("a") / (len(r) + 1) for r in responses])
+
+    return fn
+
+
 REWARDS_REGISTRY.setdefault("vowel_share", _vowel_share)
+REWARDS_REGISTRY.setdefault("a_share", _a_share)
 REWARDS = ["vowel_share", "brevity"]
 
 

@@ -174,6 +174,11 @@ def readme(rows: list, train: list, held: list) -> str:
             "- Regenerate: `python train/make_prompts.py`",
             "- `unseen30.txt`: 30 hand-written prompts in other styles, not made by the script and "
             "in neither split, for checking the evaluator on prompts never trained or evaluated on.",
+            "- `unseen30b.txt`: 30 more hand-written prompts, written and committed (2026-12-02) "
+            "before any model was run on them, after `unseen30.txt` had informed a decision (its "
+            "relevance failures led to the relevance floor in MORS, docs/TRAINING.md). Used only "
+            "for the final check of a model, never to choose one; near-duplicates of train, eval "
+            "and unseen30 were replaced (word Jaccard <= 0.44).",
             "- `instructions.txt`: the hidden instructions the offline data is sampled under (in "
             "the system turn of the sampling prompt only, never in a training prompt; "
             "docs/TRAINING.md).",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default text model from scratch, on the base model's own answers:
-# data -> objectives table -> SFT -> MORS -> mapping calibration -> fronts -> ship -> docs.
+# data -> objectives table -> SFT -> MORS (two iterations) -> mapping calibration -> fronts ->
+# ship -> docs.
 # Every step resumes from its own checkpoints and a finished step is skipped: rerun the same
 # command after a kill, or in a later session. Run it in the background, on one core while you
 # work beside it (OMP_NUM_THREADS=2: both cores, the SFT steps about twice as fast):
@@ -39,20 +40,27 @@ done_or runs/sft/adapter/ric.json $PY train/sft.py --config train/recipes/cpu_sf
 step "4. online RiC: one MORS iteration"
 done_or runs/online/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online.yaml
 
+step "4b. online RiC: a second MORS iteration, trained only on answers that stay on topic"
+done_or runs/online2/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online2.yaml
+
 step "5. the mapping range, chosen on 40 TRAINING prompts (never on the held-out ones)"
 # Candidates narrow the upbeat and the long ends: asked for the extremes, the offline default
-# looped a word or flooded emoji at w = (1, 0); on its calibration only a positivity top at
-# the 0.85 or 0.75 quantile kept every point above the guards (docs/TRAINING.md).
-done_or runs/calibrate/calibration.json $PY train/calibrate.py --adapter runs/online/adapter \
-    --method l2 --max-prompts 40 --points 6 --out runs/calibrate
+# looped a word or flooded emoji at w = (1, 0); on its calibration and on the first MORS
+# iteration's only a positivity top at the 0.85 or 0.75 quantile kept every point above the
+# guards, and the full range failed both (docs/TRAINING.md), so it is no longer a candidate.
+done_or runs/calibrate/calibration.json $PY train/calibrate.py --adapter runs/online2/adapter \
+    --method l2 --max-prompts 40 --points 6 --out runs/calibrate --candidates \
+    "[[[0.05, 0.95], [0.15, 0.95]], [[0.05, 0.85], [0.15, 0.95]], [[0.05, 0.75], [0.15, 0.95]]]"
 RQ=$($PY -c "import json; print(json.load(open('runs/calibrate/calibration.json'))['chosen']['range_quantiles'])")
 MAP=(--method l2 --range-quantiles "$RQ")
 
 step "6. fronts on the first 60 held-out prompts (11 points): base, RiC offline, RiC + MORS"
 E="$PY train/evaluate.py"
 done_or runs/eval_base/front.json $E --adapter runs/sft/adapter --base true --out runs/eval_base
+done_or runs/eval_online2/front.json $E --adapter runs/online2/adapter "${MAP[@]}" \
+    --label "RiC + MORS" --out runs/eval_online2
 done_or runs/eval_online/front.json $E --adapter runs/online/adapter "${MAP[@]}" \
-    --label "RiC + MORS" --out runs/eval_online
+    --label "RiC + MORS, first iteration" --out runs/eval_online
 done_or runs/eval_sft/front.json $E --adapter runs/sft/adapter "${MAP[@]}" \
     --label "RiC offline" --out runs/eval_sft
 
@@ -61,25 +69,33 @@ SHIP=$($PY -c "
 import json
 from ric.evaluation import pick_model
 base = json.load(open('runs/eval_base/front.json'))['points'][0]['guards']
-print(pick_model({n: json.load(open(f'runs/eval_{n}/front.json')) for n in ('online', 'sft')}, base))")
+print(pick_model({n: json.load(open(f'runs/eval_{n}/front.json')) for n in ('online2', 'online', 'sft')}, base))")
 echo "   shipping runs/$SHIP/adapter"
 # shellcheck disable=SC2046  # LO HI pairs, one word each
 done_or runs/shipped.done $PY train/ship.py --adapter runs/$SHIP/adapter \
     --front runs/eval_$SHIP/front.json --base-front runs/eval_base/front.json \
-    $([ "$SHIP" = online ] && echo --offline-front runs/eval_sft/front.json) \
+    $([ "$SHIP" != sft ] && echo --offline-front runs/eval_sft/front.json) \
     --mapping l2 --range-quantiles $($PY -c "import numpy; print(*numpy.ravel($RQ))")
 touch runs/shipped.done
 
-step "8. the shipped default and the base model on 30 prompts the project never saw (5 points)"
-done_or runs/eval_unseen30/front.json $E --prompts assets/prompts/unseen30.txt --points 5 \
-    "${MAP[@]}" --label "shipped, unseen prompts" --out runs/eval_unseen30
-done_or runs/eval_base_unseen30/front.json $E --prompts assets/prompts/unseen30.txt --base true \
-    --out runs/eval_base_unseen30
+step "8. the shipped default and the base model on prompts the project never trained on (5 points)"
+# unseen30b is the final check: written before any model ran on it, never used to choose one.
+# unseen30 informed the relevance floor of step 4b; it is kept for comparison.
+for U in unseen30 unseen30b; do
+    done_or runs/eval_$U/front.json $E --prompts assets/prompts/$U.txt --points 5 \
+        "${MAP[@]}" --label "shipped, unseen prompts ($U)" --out runs/eval_$U
+    done_or runs/eval_base_$U/front.json $E --prompts assets/prompts/$U.txt --base true \
+        --out runs/eval_base_$U
+done
+# The first MORS iteration on the final set too, for comparison only (never to choose).
+done_or runs/eval_online1_unseen30b/front.json $E --adapter runs/online/adapter \
+    --prompts assets/prompts/unseen30b.txt --points 5 "${MAP[@]}" \
+    --label "RiC + MORS, first iteration, unseen prompts (unseen30b)" --out runs/eval_online1_unseen30b
 
 step "9. docs/TRAINING.md"
 $PY train/report.py --data runs/data --stages runs/sft \
-    --fronts base=runs/eval_base,offline=runs/eval_sft,online=runs/eval_online,unseen=runs/eval_unseen30,base_unseen=runs/eval_base_unseen30 \
-    --calibration runs/calibrate --plot base,offline,online \
-    --examples "$([ "$SHIP" = online ] && echo online || echo offline)=6" \
+    --fronts base=runs/eval_base,offline=runs/eval_sft,online1=runs/eval_online,online=runs/eval_online2,unseen=runs/eval_unseen30,base_unseen=runs/eval_base_unseen30,unseen_b=runs/eval_unseen30b,base_unseen_b=runs/eval_base_unseen30b,online1_unseen_b=runs/eval_online1_unseen30b \
+    --calibration runs/calibrate --plot base,offline,online1,online \
+    --examples "$(case $SHIP in online2) echo online;; online) echo online1;; *) echo offline;; esac)=6" \
     --summary "$(cat docs/training_summary.md)"
 step "done"
