@@ -236,17 +236,16 @@ def _stages(adapter: Path) -> list[dict] | None:
 
 def _lineage(*adapters: Path) -> dict:
     """{part: CPU-seconds} over every stage behind the adapters; a data set shared by several
-    (the soups' ingredients) counts once. Empty when an adapter or a stage is missing."""
+    (the soups' ingredients) counts once. Empty when an adapter is missing; a stage before it
+    that is gone (a clone without runs/) is a None part (ric.runlog.lineage_cpu_seconds,
+    partial), so the total is unknown and summarize carries it from the previous report."""
     from ric.runlog import lineage_cpu_seconds
 
     parts: dict = {}
     for a in adapters:
         if not (Path(a) / "ric.json").exists():
             return {}
-        try:
-            parts.update(lineage_cpu_seconds(a))
-        except FileNotFoundError:  # a stage before it is gone (a clone without runs/)
-            return {}
+        parts.update(lineage_cpu_seconds(a, partial=True))
     return parts
 
 
@@ -254,7 +253,7 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
     """method -> {"cpu_seconds": total or None, "parts": {part: cpu_seconds}}, from the logs.
     RiC's cost walks its adapter's lineage: every data set and every SFT stage (and MORS
     iteration) that led to it, so a multi-stage build is charged in full."""
-    from ric.runlog import lineage_cpu_seconds, logged_cpu_seconds
+    from ric.runlog import logged_cpu_seconds
 
     soups = sorted(p.parent for p in (runs / "bench" / "soups").glob("*/adapter/ric.json"))
     morlhf = {
@@ -266,14 +265,9 @@ def train_costs(runs: Path, ric_adapter: Path, online_adapter: Path) -> dict:
         ok = bool(parts) and all(v is not None for v in parts.values())
         return {"cpu_seconds": sum(parts.values()) if ok else None, "parts": parts}
 
-    online = total(_lineage(online_adapter))
-    if online["cpu_seconds"] is None and (Path(online_adapter) / "ric.json").exists():
-        # A later stage on a shipped copy whose own lineage is gone: the stages found here,
-        # to be added to the previous report's parts (summarize).
-        online["found"] = lineage_cpu_seconds(online_adapter, partial=True)
     return {
         "ric_offline": total(_lineage(ric_adapter)),
-        "ric_online": online,
+        "ric_online": total(_lineage(online_adapter)),
         "soups": total(_lineage(*soups) if soups else {}),
         "morlhf": total(morlhf),
         "prompt_only": {"cpu_seconds": 0.0, "parts": {}},
@@ -394,7 +388,7 @@ def summarize(
             # regenerated copy of the same data is not charged twice.
             new = {
                 k: v
-                for k, v in (costs[m].get("found") or {}).items()
+                for k, v in costs[m]["parts"].items()
                 if v is not None and k not in parts and not k.startswith(("data ", "targets "))
             }
             costs[m] = {

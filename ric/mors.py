@@ -95,11 +95,18 @@ def keep_mask(z: np.ndarray, stats: RewardStats, q: float = 0.7) -> np.ndarray:
     return np.any(z >= stats.quantile(q), axis=1)
 
 
-def above_floors(rows: list[dict], reference: list[dict], floors: dict) -> tuple[list, dict]:
-    """The rows whose raw score on each floored reward reaches its floor, the given quantile
-    of that reward over the reference rows; and the floors. Rows carry `raw` as a dict."""
-    values = {n: float(np.quantile([r["raw"][n] for r in reference], q)) for n, q in floors.items()}
-    return [r for r in rows if all(r["raw"][n] >= v for n, v in values.items())], values
+def floor_values(reference: list[dict], floors: dict) -> dict:
+    """{reward: its q-quantile over the reference rows} for floors {reward: q}; rows carry
+    `raw` as a dict."""
+    for name, q in floors.items():
+        if not 0 <= q <= 1:
+            raise ValueError(f"floor_quantiles: {name}'s quantile {q} is not in [0, 1]")
+    return {n: float(np.quantile([r["raw"][n] for r in reference], q)) for n, q in floors.items()}
+
+
+def above_floors(rows: list[dict], values: dict) -> list[dict]:
+    """The rows whose raw score on each floored reward reaches its floor value."""
+    return [r for r in rows if all(r["raw"][n] >= v for n, v in values.items())]
 
 
 def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clock) -> None:
@@ -162,21 +169,24 @@ def mors_iteration(
     clock = RunClock(out)
     meta = RicMeta.load(adapter)
     stats = RewardStats.from_dict(meta.stats)
+    # The offline rows (and the floors they set) first: a data set that lacks a floored
+    # reward, or a bad quantile, fails before the sampling, not after it.
+    floors = recipe.floor_quantiles or {}
+    names = list(meta.reward_names) + [n for n in floors if n not in meta.reward_names]
+    offline = load_dataset_rows(recipe.data_dir, names)
+    for r in offline:
+        r["raw"] = dict(zip(names, r["raw"], strict=True))
+    floor_at = floor_values(offline, floors)
     sample_iteration(recipe, adapter, it, out, clock)
     samples = read_jsonl(out / "samples.jsonl")
     finished = [r for r in samples if trainable(r)]
     rows = [r for r in finished if distinct_n([r["response"]], 2) >= recipe.min_distinct_2]
-    floors = recipe.floor_quantiles or {}
-    names = list(meta.reward_names) + [n for n in floors if n not in meta.reward_names]
+    looped = len(finished) - len(rows)
     score_rows(rows, names, out / "scores.jsonl")
     scores = {r["key"]: r["raw"] for r in read_jsonl(out / "scores.jsonl")}
     for r in rows:  # hindsight relabeling: the rewards OBTAINED, not the ones asked for
         r["raw"] = scores[r["key"]]
-    offline = load_dataset_rows(recipe.data_dir, names)
-    for r in offline:
-        r["raw"] = dict(zip(names, r["raw"], strict=True))
-    on_topic, floor_values = above_floors(rows, offline, floors)
-    offline_on_topic, _ = above_floors(offline, offline, floors)
+    on_topic, offline_on_topic = above_floors(rows, floor_at), above_floors(offline, floor_at)
     below, offline_below = len(rows) - len(on_topic), len(offline) - len(offline_on_topic)
     rows, offline = on_topic, offline_on_topic
     for r in rows + offline:  # from here on, the conditioned rewards only, in order
@@ -213,8 +223,8 @@ def mors_iteration(
             "generated": len(samples),
             "finished": sum(bool(r.get("finished", True)) for r in samples),
             "trainable": len(finished),
-            "looped": len(finished) - len(rows) - below,
-            "floors": floor_values,
+            "looped": looped,
+            "floors": floor_at,
             "below_floor": below,
             "offline_below_floor": offline_below,
             "kept": len(kept),

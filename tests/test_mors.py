@@ -170,3 +170,17 @@ def test_a_floor_drops_low_scoring_answers_online_and_offline(tmp_path, setup):
     assert all(scores[r["key"]]["a_share"] >= floor and len(r["raw"]) == 2 for r in kept)
     assert mors["offline_below_floor"] == sum(r["raw"][0] < floor for r in offline) > 0
     assert mors["offline_kept"] == len(offline) - mors["offline_below_floor"]
+
+
+@pytest.mark.parametrize(
+    ("floors", "message"),
+    [
+        ({"a_share": 1.5}, r"a_share's quantile 1.5 is not in \[0, 1\]"),
+        ({"nope": 0.2}, "not scored"),
+    ],
+)
+def test_a_bad_floor_fails_before_any_sampling(tmp_path, setup, floors, message):
+    recipe = online_recipe(setup, tmp_path / "bad", floor_quantiles=floors)
+    with pytest.raises(ValueError, match=message):
+        mors_iteration(recipe, str(setup["adapter"]), 1, [])
+    assert not (tmp_path / "bad" / "iter_1" / "samples.jsonl").exists()

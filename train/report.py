@@ -469,10 +469,12 @@ def main(argv=None):
             f"`{d.get('command', 'python train/online.py')}`: "
             f"{d['generated']} generations at frontier targets, {d['finished']} ended by "
             f"themselves, {d['trainable']} trainable, {d.get('looped', 0)} dropped as loops, "
-            + "".join(
-                f"{d['below_floor']} below the {n} floor {v:.3f} (offline rows: "
-                f"{d['offline_below_floor']}), "
-                for n, v in floors.items()
+            + (
+                f"{d['below_floor']} below the "
+                + " or the ".join(f"{n} floor {v:.3f}" for n, v in floors.items())
+                + f" (offline rows: {d['offline_below_floor']}), "
+                if floors
+                else ""
             )
             + f"{d['kept']} kept (any reward >= its 0.7 quantile "
             f"{[round(x, 2) for x in d['quantile_thresholds']]}); mixed with "
