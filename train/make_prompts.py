@@ -179,6 +179,11 @@ def readme(rows: list, train: list, held: list) -> str:
             "relevance failures led to the relevance floor in MORS, docs/TRAINING.md). Used only "
             "for the final check of a model, never to choose one; near-duplicates of train, eval "
             "and unseen30 were replaced (word Jaccard <= 0.44).",
+            "- `unseen40.txt`: 40 more hand-written prompts (casual, negative news, detailed "
+            "requests, role-play, short questions), written and committed (2026-12-02) before any "
+            "model was run on them, after `unseen30b.txt` had been looked at. The final check of a "
+            "model, never used to choose one; near-duplicates of every set above were replaced "
+            "(word Jaccard <= 0.38).",
             "- `instructions.txt`: the hidden instructions the offline data is sampled under (in "
             "the system turn of the sampling prompt only, never in a training prompt; "
             "docs/TRAINING.md).",
