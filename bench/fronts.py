@@ -51,7 +51,9 @@ METHODS = {  # name -> label, in table order
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default, and the copies
 # train/ship.py keeps of them beside the shipped adapter (--shipped: all a fresh clone has).
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": "eval_online2"}
+# ONLINE is the MORS stage that train/run_default.sh ships.
+ONLINE = "online2"
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": f"eval_{ONLINE}"}
 SHIPPED = {
     "base": "base_front.json",
     "ric_offline": "offline_front.json",
@@ -112,6 +114,13 @@ def reused_front(runs: Path, method: str, shipped: Path | None = None) -> Path |
     return next((src for src in found if src.exists()), None)
 
 
+def morlhf_runs_behind(folder: Path, recipe) -> list[str]:
+    """The MORLHF runs under FOLDER whose train_log.json has fewer steps than the recipe's
+    max_steps (a raised budget): their front is stale."""
+    logs = {p.parent.name: read_json(p) for p in sorted(folder.glob("w*/train_log.json"))}
+    return [name for name, log in logs.items() if log.get("steps", 0) < recipe.max_steps]
+
+
 def run_method(method: str, args, meta) -> None:
     """Produce runs/bench/<method>/front.json (training first where needed)."""
     from ric.baselines import (
@@ -132,6 +141,11 @@ def run_method(method: str, args, meta) -> None:
     from ric.normalization import RewardStats
 
     runs, bench = Path(args.runs), Path(args.runs) / "bench"
+    if method == "morlhf" and (bench / method / "front.json").exists():
+        behind = morlhf_runs_behind(bench / method, load_config(MorlhfRecipe, args.morlhf_recipe))
+        if behind:
+            print(f"morlhf: {behind} ran fewer steps than the recipe asks; resumed, re-evaluated")
+            (bench / method / "front.json").unlink()
     if (bench / method / "front.json").exists():
         print(f"{method}: front.json exists, kept")
         return
@@ -755,7 +769,7 @@ def main(argv=None):
         help="RiC's final offline stage, whose stats every method shares (default RUNS/sft/adapter)",
     )
     p.add_argument(
-        "--online-adapter", default=None, help="RiC after MORS (default: RUNS/online2/adapter)"
+        "--online-adapter", default=None, help=f"RiC after MORS (default: RUNS/{ONLINE}/adapter)"
     )
     p.add_argument(
         "--shipped",
@@ -781,7 +795,7 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown methods {unknown}; known: {list(METHODS)}")
     args.ric_adapter = Path(args.ric_adapter or Path(args.runs) / "sft" / "adapter")
-    args.online_adapter = Path(args.online_adapter or Path(args.runs) / "online2" / "adapter")
+    args.online_adapter = Path(args.online_adapter or Path(args.runs) / ONLINE / "adapter")
     if not args.report_only:
         run_all(args)
     summary = report(Path(args.runs), Path(args.docs), args.ric_adapter, args.online_adapter)

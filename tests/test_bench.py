@@ -295,6 +295,15 @@ def test_bench_recipes_parse():
     assert morlhf.batch_size % morlhf.num_generations == 0
 
 
+def test_a_raised_morlhf_budget_makes_its_front_stale(tmp_path):
+    recipe = load_config(MorlhfRecipe, ROOT / "train" / "recipes" / "bench_morlhf.yaml")
+    for name, steps in (("w0.00_1.00", recipe.max_steps), ("w1.00_0.00", recipe.max_steps - 13)):
+        write_json(tmp_path / name / "train_log.json", {"steps": steps, "finished": True})
+    assert fronts.morlhf_runs_behind(tmp_path, recipe) == ["w1.00_0.00"]
+    write_json(tmp_path / "w1.00_0.00" / "train_log.json", {"steps": recipe.max_steps})
+    assert fronts.morlhf_runs_behind(tmp_path, recipe) == []
+
+
 def test_run_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "bench" / "run_baselines.sh")], check=True)
 

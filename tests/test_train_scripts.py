@@ -609,6 +609,13 @@ def test_report_runs_on_the_default_layout(tmp_path, capsys):
     report.main([*argv, "--examples", "online=2", "--stored", ""])
     assert "(stored)" not in out.read_text()
 
+    # Two MORS iterations evaluated under one label: the figure's legend tells them apart.
+    shutil.copytree(runs / "eval_online", runs / "eval_online2")
+    two = f"online={runs / 'eval_online'},online2={runs / 'eval_online2'}"
+    report.main([*argv[:-4], "--fronts", two, *argv[-4:]])
+    legend = (out.parent / "training_front.html").read_text()
+    assert "RiC (online) front" in legend and "RiC (online2) front" in legend
+
 
 def test_run_default_names_only_existing_scripts_and_recipes():
     import re

@@ -554,7 +554,17 @@ def main(argv=None):
             if key in fronts:
                 lines += examples_section(Path(folders[key]), int(n), fronts[key]["label"])
         keys = [k for k in args.plot.split(",") if k in fronts] or list(fronts)
-        save_front_figures([fronts[k] for k in keys], out.parent / "training_front")
+        # Two runs of one method can share a label (two MORS iterations): the legend adds the key.
+        labels = [fronts[k]["label"] for k in keys]
+        save_front_figures(
+            [
+                {**fronts[k], "label": f"{fronts[k]['label']} ({k})"}
+                if labels.count(fronts[k]["label"]) > 1
+                else fronts[k]
+                for k in keys
+            ],
+            out.parent / "training_front",
+        )
     if args.image and (Path(args.image) / "front.json").exists():
         lines += image_section(Path(args.image), out.parent)
     lines[at_sections:at_sections] = stored_sections(old_sections, lines, old_machine)

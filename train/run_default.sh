@@ -43,12 +43,15 @@ done_or runs/online/adapter/ric.json $PY train/online.py --config train/recipes/
 step "4b. online RiC: a second MORS iteration, trained only on answers that stay on topic"
 done_or runs/online2/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online2.yaml
 
+step "4c. online RiC: a third MORS iteration, the relevance floor raised to the median"
+done_or runs/online3/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online3.yaml
+
 step "5. the mapping range, chosen on 40 TRAINING prompts (never on the held-out ones)"
 # Candidates narrow the upbeat and the long ends: asked for the extremes, the offline default
 # looped a word or flooded emoji at w = (1, 0); on its calibration and on the first MORS
 # iteration's only a positivity top at the 0.85 or 0.75 quantile kept every point above the
 # guards, and the full range failed both (docs/TRAINING.md), so it is no longer a candidate.
-done_or runs/calibrate/calibration.json $PY train/calibrate.py --adapter runs/online2/adapter \
+done_or runs/calibrate/calibration.json $PY train/calibrate.py --adapter runs/online3/adapter \
     --method l2 --max-prompts 40 --points 6 --out runs/calibrate --candidates \
     "[[[0.05, 0.95], [0.15, 0.95]], [[0.05, 0.85], [0.15, 0.95]], [[0.05, 0.75], [0.15, 0.95]]]"
 RQ=$($PY -c "import json; print(json.load(open('runs/calibrate/calibration.json'))['chosen']['range_quantiles'])")
@@ -57,6 +60,8 @@ MAP=(--method l2 --range-quantiles "$RQ")
 step "6. fronts on the first 60 held-out prompts (11 points): base, RiC offline, RiC + MORS"
 E="$PY train/evaluate.py"
 done_or runs/eval_base/front.json $E --adapter runs/sft/adapter --base true --out runs/eval_base
+done_or runs/eval_online3/front.json $E --adapter runs/online3/adapter "${MAP[@]}" \
+    --label "RiC + MORS" --out runs/eval_online3
 done_or runs/eval_online2/front.json $E --adapter runs/online2/adapter "${MAP[@]}" \
     --label "RiC + MORS" --out runs/eval_online2
 done_or runs/eval_online/front.json $E --adapter runs/online/adapter "${MAP[@]}" \
@@ -69,33 +74,38 @@ SHIP=$($PY -c "
 import json
 from ric.evaluation import pick_model
 base = json.load(open('runs/eval_base/front.json'))['points'][0]['guards']
-print(pick_model({n: json.load(open(f'runs/eval_{n}/front.json')) for n in ('online2', 'online', 'sft')}, base))")
+print(pick_model({n: json.load(open(f'runs/eval_{n}/front.json')) for n in ('online3', 'online2', 'online', 'sft')}, base))")
 echo "   shipping runs/$SHIP/adapter"
 # shellcheck disable=SC2046  # LO HI pairs, one word each
-done_or runs/shipped.done $PY train/ship.py --adapter runs/$SHIP/adapter \
+done_or runs/shipped_$SHIP.done $PY train/ship.py --adapter runs/$SHIP/adapter \
     --front runs/eval_$SHIP/front.json --base-front runs/eval_base/front.json \
     $([ "$SHIP" != sft ] && echo --offline-front runs/eval_sft/front.json) \
     --mapping l2 --range-quantiles $($PY -c "import numpy; print(*numpy.ravel($RQ))")
-touch runs/shipped.done
+touch runs/shipped_$SHIP.done
 
 step "8. the shipped default and the base model on prompts the project never trained on (5 points)"
-# unseen30b is the final check: written before any model ran on it, never used to choose one.
-# unseen30 informed the relevance floor of step 4b; it is kept for comparison.
-for U in unseen30 unseen30b; do
-    done_or runs/eval_$U/front.json $E --prompts assets/prompts/$U.txt --points 5 \
-        "${MAP[@]}" --label "shipped, unseen prompts ($U)" --out runs/eval_$U
+# unseen40 is the final check: written and committed before any model ran on it, never used to
+# choose one. unseen30 and unseen30b informed the relevance floors of steps 4b and 4c; they are
+# kept as development sets. The MORS iterations not shipped run on unseen40 for comparison only.
+name_of() { case $1 in sft) echo "RiC offline";; online) echo "RiC + MORS, first iteration";;
+    online2) echo "RiC + MORS, second iteration";; *) echo "RiC + MORS, third iteration";; esac; }
+for U in unseen30 unseen30b unseen40; do
+    for A in online3 online2 online sft; do
+        [ "$A" = "$SHIP" ] || { [ "$U" = unseen40 ] && [ "$A" != sft ]; } || continue
+        done_or runs/eval_${A}_$U/front.json $E --adapter runs/$A/adapter \
+            --prompts assets/prompts/$U.txt --points 5 "${MAP[@]}" \
+            --label "$(name_of $A)$([ "$A" = "$SHIP" ] && echo ", shipped"), unseen prompts ($U)" \
+            --out runs/eval_${A}_$U
+    done
     done_or runs/eval_base_$U/front.json $E --prompts assets/prompts/$U.txt --base true \
         --out runs/eval_base_$U
 done
-# The first MORS iteration on the final set too, for comparison only (never to choose).
-done_or runs/eval_online1_unseen30b/front.json $E --adapter runs/online/adapter \
-    --prompts assets/prompts/unseen30b.txt --points 5 "${MAP[@]}" \
-    --label "RiC + MORS, first iteration, unseen prompts (unseen30b)" --out runs/eval_online1_unseen30b
 
 step "9. docs/TRAINING.md"
+U=runs/eval_${SHIP}_
 $PY train/report.py --data runs/data --stages runs/sft \
-    --fronts base=runs/eval_base,offline=runs/eval_sft,online1=runs/eval_online,online=runs/eval_online2,unseen=runs/eval_unseen30,base_unseen=runs/eval_base_unseen30,unseen_b=runs/eval_unseen30b,base_unseen_b=runs/eval_base_unseen30b,online1_unseen_b=runs/eval_online1_unseen30b \
-    --calibration runs/calibrate --plot base,offline,online1,online \
-    --examples "$(case $SHIP in online2) echo online;; online) echo online1;; *) echo offline;; esac)=6" \
+    --fronts base=runs/eval_base,offline=runs/eval_sft,online1=runs/eval_online,online2=runs/eval_online2,online3=runs/eval_online3,shipped_unseen30=${U}unseen30,base_unseen30=runs/eval_base_unseen30,shipped_unseen30b=${U}unseen30b,base_unseen30b=runs/eval_base_unseen30b,online1_unseen40=runs/eval_online_unseen40,online2_unseen40=runs/eval_online2_unseen40,online3_unseen40=runs/eval_online3_unseen40,base_unseen40=runs/eval_base_unseen40 \
+    --calibration runs/calibrate --plot base,offline,online1,online2,online3 \
+    --examples "$(case $SHIP in online*) echo "$SHIP";; *) echo offline;; esac)=6" \
     --summary "$(cat docs/training_summary.md)"
 step "done"
