@@ -114,11 +114,16 @@ def reused_front(runs: Path, method: str, shipped: Path | None = None) -> Path |
     return next((src for src in found if src.exists()), None)
 
 
-def morlhf_runs_behind(folder: Path, recipe) -> list[str]:
+def drop_stale_morlhf_front(folder: Path, recipe) -> list[str]:
     """The MORLHF runs under FOLDER whose train_log.json has fewer steps than the recipe's
-    max_steps (a raised budget): their front is stale."""
+    max_steps (a raised budget). If any, their front is stale: it is removed with the samples
+    and sweep.json the evaluation would otherwise resume from."""
     logs = {p.parent.name: read_json(p) for p in sorted(folder.glob("w*/train_log.json"))}
-    return [name for name, log in logs.items() if log.get("steps", 0) < recipe.max_steps]
+    behind = [name for name, log in logs.items() if log.get("steps", 0) < recipe.max_steps]
+    if behind and (folder / "front.json").exists():
+        for name in ("front.json", "samples.jsonl", "sweep.json"):
+            (folder / name).unlink(missing_ok=True)
+    return behind
 
 
 def run_method(method: str, args, meta) -> None:
@@ -142,10 +147,11 @@ def run_method(method: str, args, meta) -> None:
 
     runs, bench = Path(args.runs), Path(args.runs) / "bench"
     if method == "morlhf" and (bench / method / "front.json").exists():
-        behind = morlhf_runs_behind(bench / method, load_config(MorlhfRecipe, args.morlhf_recipe))
+        behind = drop_stale_morlhf_front(
+            bench / method, load_config(MorlhfRecipe, args.morlhf_recipe)
+        )
         if behind:
             print(f"morlhf: {behind} ran fewer steps than the recipe asks; resumed, re-evaluated")
-            (bench / method / "front.json").unlink()
     if (bench / method / "front.json").exists():
         print(f"{method}: front.json exists, kept")
         return

@@ -297,11 +297,15 @@ def test_bench_recipes_parse():
 
 def test_a_raised_morlhf_budget_makes_its_front_stale(tmp_path):
     recipe = load_config(MorlhfRecipe, ROOT / "train" / "recipes" / "bench_morlhf.yaml")
-    for name, steps in (("w0.00_1.00", recipe.max_steps), ("w1.00_0.00", recipe.max_steps - 13)):
-        write_json(tmp_path / name / "train_log.json", {"steps": steps, "finished": True})
-    assert fronts.morlhf_runs_behind(tmp_path, recipe) == ["w1.00_0.00"]
-    write_json(tmp_path / "w1.00_0.00" / "train_log.json", {"steps": recipe.max_steps})
-    assert fronts.morlhf_runs_behind(tmp_path, recipe) == []
+    state = ("front.json", "samples.jsonl", "sweep.json")  # the evaluation resumes from these
+    for name in state:
+        (tmp_path / name).write_text("{}")
+    write_json(tmp_path / "w0.00_1.00" / "train_log.json", {"steps": recipe.max_steps})
+    assert fronts.drop_stale_morlhf_front(tmp_path, recipe) == []
+    assert all((tmp_path / name).exists() for name in state)
+    write_json(tmp_path / "w1.00_0.00" / "train_log.json", {"steps": recipe.max_steps - 13})
+    assert fronts.drop_stale_morlhf_front(tmp_path, recipe) == ["w1.00_0.00"]
+    assert not any((tmp_path / name).exists() for name in state)
 
 
 def test_run_script_parses():
