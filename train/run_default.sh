@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default text model from scratch, on the base model's own answers:
-# data -> objectives table -> SFT -> MORS (two iterations) -> mapping calibration -> fronts ->
+# data -> objectives table -> SFT -> MORS (three iterations) -> mapping calibration -> fronts ->
 # ship -> docs.
 # Every step resumes from its own checkpoints and a finished step is skipped: rerun the same
 # command after a kill, or in a later session. Run it in the background, on one core while you
