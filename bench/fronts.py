@@ -146,11 +146,9 @@ def run_method(method: str, args, meta) -> None:
     from ric.normalization import RewardStats
 
     runs, bench = Path(args.runs), Path(args.runs) / "bench"
-    if method == "morlhf" and (bench / method / "front.json").exists():
-        behind = drop_stale_morlhf_front(
-            bench / method, load_config(MorlhfRecipe, args.morlhf_recipe)
-        )
-        if behind:
+    if method == "morlhf":
+        recipe = load_config(MorlhfRecipe, args.morlhf_recipe)
+        if behind := drop_stale_morlhf_front(bench / method, recipe):
             print(f"morlhf: {behind} ran fewer steps than the recipe asks; resumed, re-evaluated")
     if (bench / method / "front.json").exists():
         print(f"{method}: front.json exists, kept")
@@ -214,8 +212,7 @@ def run_method(method: str, args, meta) -> None:
         )
         front = evaluate_front(eval_config(args, method), policy)
         _save(front, method, args, desired_note=note, combination=recipe.combination)
-    elif method == "morlhf":
-        recipe = load_config(MorlhfRecipe, args.morlhf_recipe)
+    elif method == "morlhf":  # its recipe was read above, to check the front is up to date
         recipe.data_dir, recipe.out_dir = str(data_dir), str(bench / "morlhf")
         same_data(recipe.rewards)
         grid = simplex_grid(len(recipe.rewards), len(recipe.weights))
