@@ -184,6 +184,15 @@ def readme(rows: list, train: list, held: list) -> str:
             "model was run on them, after `unseen30b.txt` had been looked at. The final check of a "
             "model, never used to choose one; near-duplicates of every set above were replaced "
             "(word Jaccard <= 0.38).",
+            "- `unseen50.txt`: 50 more hand-written prompts in the same styles, written and "
+            "committed (2026-12-02) before any model was run on them, after `unseen40.txt` had "
+            "been looked at. The final check of a model, never used to choose one; near-duplicates "
+            "of every set above were replaced (word Jaccard <= 0.38).",
+            "- `styles.txt`: 92 hand-written TRAINING prompts in the styles `train.txt` lacks "
+            "(casual lowercase questions, news told without a question, role-play, short poems, "
+            "short factual questions), for the fourth MORS iteration (train/recipes/"
+            "cpu_online4.yaml); near-duplicates of eval and the unseen sets were replaced (word "
+            "Jaccard <= 0.50, the highest pair sharing only 'what is the').",
             "- `instructions.txt`: the hidden instructions the offline data is sampled under (in "
             "the system turn of the sampling prompt only, never in a training prompt; "
             "docs/TRAINING.md).",
