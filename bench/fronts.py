@@ -51,8 +51,18 @@ METHODS = {  # name -> label, in table order
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default, and the copies
 # train/ship.py keeps of them beside the shipped adapter (--shipped: all a fresh clone has).
-# ONLINE is the MORS stage that train/run_default.sh ships.
-ONLINE = "online2"
+# ONLINE is the MORS stage that train/run_default.sh shipped (its step 7 picks one at run
+# time), as the shipped front records the adapter it measured: runs/<stage>/adapter.
+
+
+def shipped_stage(shipped: Path) -> str:
+    front = Path(shipped) / "front.json"
+    if not front.exists():
+        raise FileNotFoundError(f"{front} is missing: no shipped text default to compare with")
+    return Path(read_json(front)["settings"]["adapter"]).parent.name
+
+
+ONLINE = shipped_stage(Path(__file__).resolve().parents[1] / "assets" / "text")
 REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": f"eval_{ONLINE}"}
 SHIPPED = {
     "base": "base_front.json",

@@ -151,7 +151,16 @@ class _PerWeightPolicy(SteerableModel):
     built once per adapter and cached by content) in place of the previous one.
     """
 
-    def __init__(self, model, tokenizer, meta, backend="transformers", base=None, dtype="bfloat16"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        meta,
+        backend="transformers",
+        base=None,
+        dtype="bfloat16",
+        sources: Sequence[str | Path] = (),
+    ):
         engine = None
         if backend != "transformers":  # the first serve() brings the engine; until then its
             from ric.generation import Engine  # name is all a front can record
@@ -162,6 +171,9 @@ class _PerWeightPolicy(SteerableModel):
         self.backend_name, self.base, self.dtype = backend, base or meta.base_model, dtype
         self._load_args = {"name": self.base, "adapter": None, "dtype": dtype}
         self._served: Path | None = None
+        # The adapter folders that answer (not meta's, which only lends the reward statistics):
+        # a resumed sweep checks their weights are the ones its samples came from.
+        self.sources = [Path(d) for d in sources]
 
     @property
     def in_place(self) -> bool:
@@ -270,7 +282,7 @@ class SoupPolicy(_PerWeightPolicy):
         mix_dir: str | Path | None = None,
         **serving,
     ):
-        super().__init__(model, tokenizer, meta, **serving)
+        super().__init__(model, tokenizer, meta, sources=ingredient_dirs, **serving)
         self.ingredients, self.combination = list(ingredients), combination
         self.ingredient_dirs = [Path(d) for d in ingredient_dirs]
         self.mix_dir = Path(mix_dir) if mix_dir else None
@@ -587,7 +599,9 @@ def load_morlhf(
     weights = [tuple(RicMeta.load(path).extra["baseline"]["weights"]) for path in adapters]
     if backend != "transformers":  # each run is merged and served by its own engine
         runs = {w: Path(path) for w, path in zip(weights, adapters, strict=True)}
-        return MorlhfPolicy(None, load_tokenizer(name), meta, runs, backend=backend, base=name)
+        return MorlhfPolicy(
+            None, load_tokenizer(name), meta, runs, backend=backend, base=name, sources=adapters
+        )
     from peft import PeftModel
 
     base, tok = load_model(name, dtype=dtype)
@@ -600,7 +614,7 @@ def load_morlhf(
             peft.load_adapter(str(path), adapter_name=run)
         runs[w] = run
     peft.eval()
-    return MorlhfPolicy(peft, tok, meta, runs, base=name, dtype=dtype)
+    return MorlhfPolicy(peft, tok, meta, runs, base=name, dtype=dtype, sources=adapters)
 
 
 # Recipe file stem -> its dataclass (train/recipes/bench_*.yaml), for bench/ and the tests.

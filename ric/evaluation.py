@@ -21,6 +21,7 @@ from ric.data import read_prompts
 from ric.defaults import DEFAULT
 from ric.generation import GenerationSettings
 from ric.mapping import simplex_grid
+from ric.models import ADAPTER_WEIGHTS
 from ric.normalization import parse_range_quantiles
 from ric.pareto import controllability_report, hypervolume, pareto_mask, sparsity
 from ric.quality import GUARDS, guard_failures, guard_metrics
@@ -39,6 +40,11 @@ class EvalConfig:
     prompts: str = field(DEFAULT.eval_prompts, "held-out prompts, one per line")
     max_prompts: int | None = field(60, "use the first N prompts (None: all)")
     skip_prompts: int = field(0, "skip the first N prompts (a second held-out slice)")
+    samples: int = field(
+        1,
+        "replies sampled per prompt at each point; a prompt's rewards are their mean. One reply "
+        "a prompt leaves a 40-prompt point's mean relevance about +-0.035 (one standard error)",
+    )
     points: int | None = field(None, "K evenly spaced weights (2 objectives; default 11)")
     method: str | None = field(None, "mapping method (default: the adapter's)")
     range_quantiles: list | None = field(
@@ -122,9 +128,12 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
         steer.stats = steer.stats.with_range(cfg.range_quantiles)
     if cfg.skip_prompts < 0:
         raise ValueError(f"skip_prompts must be >= 0, got {cfg.skip_prompts}")
+    if cfg.samples < 1:
+        raise ValueError(f"samples must be >= 1, got {cfg.samples}")
     prompts = read_prompts(cfg.prompts)[cfg.skip_prompts :][: cfg.max_prompts]
     if not prompts:
         raise ValueError(f"no prompts left in {cfg.prompts} after skipping {cfg.skip_prompts}")
+    prompts = prompts * cfg.samples  # one batch of every prompt, then the next, ...
     n = len(steer.reward_names)
     sweep = [None] if cfg.base else simplex_grid(n, cfg.points).tolist()
     settings = GenerationSettings(
@@ -132,6 +141,8 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
     )
     samples_file = out / "samples.jsonl"
     skip = ("out", "label", "batch_size", "dtype", "reference_point", "tag_contrast", "backend")
+    # A sweep made before `samples` existed sampled one reply a prompt: still resumable.
+    skip += ("samples",) if cfg.samples == 1 else ()
     check_resume(
         out,
         {
@@ -139,7 +150,14 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
             "reward_names": steer.reward_names,
             "stats": steer.stats.to_dict(),
             "conditioned": steer.conditioned,
-            "weights_mtime": model_file_mtime(cfg.adapter, "adapter_model.safetensors"),
+            "weights_mtime": model_file_mtime(cfg.adapter, ADAPTER_WEIGHTS),
+            # A baseline policy answers with its own adapters (cfg.adapter only lends it the
+            # reward statistics): one retrained in place makes the old samples stale.
+            **(
+                {"served_mtimes": [model_file_mtime(d, ADAPTER_WEIGHTS) for d in steer.sources]}
+                if getattr(steer, "sources", None)
+                else {}
+            ),
         },
     )
     done = {tuple(r["weights"]) if r["weights"] else None for r in read_jsonl(samples_file)}
@@ -176,14 +194,21 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
     )
 
 
-def aggregate_sweep(sweep, rows: list[dict]) -> tuple[list[dict], list[list]]:
+def aggregate_sweep(sweep, rows: list[dict], by_prompt: bool = False) -> tuple[list, list]:
     """Per sweep point: mean achieved rewards (and their standard error) over its rows, plus
-    the per-prompt rewards. Shared by the text and image evaluators; text rows (with a
-    "response") also get the quality guards."""
+    the per-row rewards, or with `by_prompt` the mean of each prompt's rows (several replies a
+    prompt). Shared by the text and image evaluators; text rows (with a "response") also get
+    the quality guards, over every reply."""
     points, per_prompt = [], []
     for w in sweep:
         mine = [r for r in rows if r["weights"] == w]
         ach = np.array([r["achieved"] for r in mine])
+        if by_prompt:
+            order = list(dict.fromkeys(r["prompt"] for r in mine))
+            # prompts x rewards: the standard error below then counts prompts, not replies
+            ach = np.array(
+                [np.mean([r["achieved"] for r in mine if r["prompt"] == p], axis=0) for p in order]
+            )
         points.append(
             {
                 "weights": w,
@@ -206,7 +231,8 @@ def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=N
     """Aggregate a sweep's rows into cfg.out/front.json. The image evaluator passes
     guards=False (its rows are images: no text guards) and its own `extra` fields."""
     names = steer.reward_names
-    points, per_prompt = aggregate_sweep(sweep, rows)
+    samples = getattr(cfg, "samples", 1)  # the image evaluator's config has no such field
+    points, per_prompt = aggregate_sweep(sweep, rows, by_prompt=samples > 1)
     achieved = np.array([p["achieved"] for p in points])
     ref = reference_point(steer, cfg.reference_point)
     front = {
@@ -217,6 +243,7 @@ def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=N
         "sparsity": float(sparsity(achieved[pareto_mask(achieved)])),
         "points": points,
         "per_prompt": {"n_prompts": len(per_prompt[0]), "achieved": per_prompt},
+        "samples_per_prompt": samples,
         "settings": dataclasses.asdict(cfg),
         "command": command_line(),
         "stats_source": steer.stats.to_dict()["range_source"],

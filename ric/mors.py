@@ -69,13 +69,31 @@ class OnlineRecipe:
         "learns the dodge; a relevance floor keeps only the brief answers that stay on topic",
     )
     offline_subsample: int = field(2000, "filtered offline rows mixed in per iteration")
-    prompts: str = field(DEFAULT.train_prompts, "prompt pool")
+    prompts: str | dict = field(
+        DEFAULT.train_prompts,
+        "prompt pool: one file, or {file: share of the drawn prompts} (a small hand-written file "
+        "is then not drowned by a large generated one)",
+    )
     dtype: str = field("bfloat16", "generation dtype")
     sft: dict = field(
         {"learning_rate": 1e-5, "lr_scheduler": "constant", "max_steps": 4000},
         "SFTRecipe fields for the continued SFT (released: lr 1e-5 constant, 4k steps)",
     )
     seed: int = field(0, "random seed")
+
+
+def draw_prompts(spec: str | dict, n: int, rng: np.random.Generator) -> list[str]:
+    """n prompts drawn with replacement: uniformly from one file, or from {file: share}: each
+    draw picks a file by its share, then a prompt uniformly within it."""
+    if isinstance(spec, str):
+        pool = read_prompts(spec)
+        return [pool[i] for i in rng.integers(0, len(pool), n)]
+    shares = np.array([float(v) for v in spec.values()])
+    if not len(shares) or np.any(shares <= 0):
+        raise ValueError(f"prompts: every file needs a share > 0, got {spec}")
+    pools = [read_prompts(f) for f in spec]
+    which = rng.choice(len(pools), size=n, p=shares / shares.sum())
+    return [pools[k][rng.integers(len(pools[k]))] for k in which]
 
 
 def frontier_targets(low, high, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,8 +137,7 @@ def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clo
     if recipe.target_quantiles:
         stats = stats.with_range(recipe.target_quantiles)
     rng = np.random.default_rng(recipe.seed + it)
-    pool = read_prompts(recipe.prompts)
-    prompts = [pool[i] for i in rng.integers(0, len(pool), recipe.n_prompts)]
+    prompts = draw_prompts(recipe.prompts, recipe.n_prompts, rng)
     targets = frontier_targets(stats.low, stats.high, recipe.n_prompts, rng)
     done = {r["key"] for r in read_jsonl(out / "samples.jsonl")}
     starts = range(0, recipe.n_prompts, recipe.chunk)

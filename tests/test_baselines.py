@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,17 @@ def test_soup_front_through_evaluate_front(soups, tiny_model_dir, tiny_adapter_d
     assert [p["weights"] for p in front["points"]] == [[0, 1], [0.5, 0.5], [1, 0]]
     assert front["label"] == "Rewarded Soups" and "spearman" in front["controllability"]
     assert (tmp_path / "ev" / "front.json").exists()
+    # An ingredient retrained in place: the sweep's samples are stale, so a resume is refused
+    # (cfg.adapter is None here: the policy's own adapters are what the check must cover).
+    weights = Path(adapters[1]) / "adapter_model.safetensors"
+    before = weights.stat()
+    os.utime(weights, (before.st_atime, before.st_mtime + 60))
+    try:
+        with pytest.raises(ValueError, match="served_mtimes differ"):
+            evaluate_front(cfg, soup)
+    finally:
+        os.utime(weights, (before.st_atime, before.st_mtime))
+    assert evaluate_front(cfg, soup)["hypervolume"] == front["hypervolume"]  # resumed as it was
 
 
 def test_preference_instruction():

@@ -308,6 +308,17 @@ def test_a_raised_morlhf_budget_makes_its_front_stale(tmp_path):
     assert not any((tmp_path / name).exists() for name in state)
 
 
+def test_the_online_front_is_the_shipped_stage_s(tmp_path):
+    """bench compares the MORS stage that shipped, as the shipped front records it."""
+    shipped = json.loads((ROOT / "assets" / "text" / "front.json").read_text())
+    assert f"runs/{fronts.ONLINE}/adapter" == shipped["settings"]["adapter"]
+    assert fronts.REUSED["ric_online"] == f"eval_{fronts.ONLINE}"
+    write_json(tmp_path / "front.json", {"settings": {"adapter": "runs/online4/adapter"}})
+    assert fronts.shipped_stage(tmp_path) == "online4"
+    with pytest.raises(FileNotFoundError, match="no shipped text default"):
+        fronts.shipped_stage(tmp_path / "nothing")
+
+
 def test_run_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "bench" / "run_baselines.sh")], check=True)
 

@@ -70,6 +70,25 @@ def test_front_carries_every_guard_at_every_point_and_the_base(tmp_path, setup):
     assert front["engine"] == base["engine"] == "transformers float32"  # what generated it
 
 
+def test_several_replies_a_prompt_are_averaged_per_prompt(tmp_path, setup):
+    front = evaluate_front(eval_cfg(setup, tmp_path / "k", max_prompts=3, samples=2))
+    rows = read_jsonl(tmp_path / "k" / "samples.jsonl")
+    prompts = read_prompts(setup["prompts"])[:3]
+    for p in front["points"]:
+        mine = [r for r in rows if r["weights"] == p["weights"]]
+        assert sorted(r["prompt"] for r in mine) == sorted(prompts * 2)
+        # Each prompt's reward is the mean of its two replies; the point's mean is theirs.
+        per = [np.mean([r["achieved"] for r in mine if r["prompt"] == q], axis=0) for q in prompts]
+        k = front["points"].index(p)
+        assert np.allclose(front["per_prompt"]["achieved"][k], np.round(per, 3))
+        assert np.allclose(p["achieved"], np.round(np.mean(per, axis=0), 4))
+    assert front["per_prompt"]["n_prompts"] == 3 and front["samples_per_prompt"] == 2
+    with pytest.raises(ValueError, match="samples differ"):  # not mixed with one reply a prompt
+        evaluate_front(eval_cfg(setup, tmp_path / "k", max_prompts=3))
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        evaluate_front(eval_cfg(setup, tmp_path / "z", samples=0))
+
+
 def test_prompt_slices_and_calibration(tmp_path, setup):
     cfg = eval_cfg(setup, tmp_path / "s", base=True, skip_prompts=1, max_prompts=3)
     evaluate_front(cfg)

@@ -10,7 +10,14 @@ from training_helpers import PROMPTS, REWARDS, ending_model, prepare_cfg, sft_re
 
 from ric.artifacts import read_jsonl
 from ric.data import prepare_dataset
-from ric.mors import OnlineRecipe, frontier_targets, keep_mask, mors_iteration, run_online
+from ric.mors import (
+    OnlineRecipe,
+    draw_prompts,
+    frontier_targets,
+    keep_mask,
+    mors_iteration,
+    run_online,
+)
 from ric.normalization import RewardStats
 from ric.runlog import adapter_lineage, lineage_cpu_seconds
 from ric.sft import train_sft
@@ -110,6 +117,20 @@ def test_frontier_targets_and_filter():
     q = stats.quantile(0.7)
     z = np.array([[q[0] + 0.1, -5], [-5, q[1] + 0.1], [q[0] - 0.1, q[1] - 0.1]])
     assert keep_mask(z, stats).tolist() == [True, True, False]
+
+
+def test_draw_prompts_by_share(tmp_path):
+    big, small = tmp_path / "big.txt", tmp_path / "small.txt"
+    big.write_text("".join(f"big {i}\n" for i in range(300)))
+    small.write_text("small a\nsmall b\n")
+    drawn = draw_prompts({str(big): 1, str(small): 3}, 2000, np.random.default_rng(0))
+    share = np.mean([p.startswith("small") for p in drawn])
+    assert 0.72 < share < 0.78  # 3 of 4 draws, though the file holds 2 of 302 prompts
+    assert set(p for p in drawn if p.startswith("small")) == {"small a", "small b"}
+    one = draw_prompts(str(big), 50, np.random.default_rng(1))
+    assert one == [f"big {i}" for i in np.random.default_rng(1).integers(0, 300, 50)]
+    with pytest.raises(ValueError, match="share > 0"):
+        draw_prompts({str(big): 1, str(small): 0}, 5, np.random.default_rng(0))
 
 
 def test_mors_targets_stay_inside_the_quantiles_and_loops_are_dropped(tmp_path, setup):

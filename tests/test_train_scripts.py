@@ -232,6 +232,16 @@ def test_report_splits_spearman_by_prompt_slice():
     assert report.slice_spearman(front) == ("1.00, 1.00 (100 prompts) | -1.00, -1.00 (50 prompts)")
 
 
+def test_report_names_the_prompt_set_and_replies_per_prompt():
+    report = _load_script("report")
+    front = {"per_prompt": {"n_prompts": 50}, "settings": {"prompts": "x/unseen50.txt"}}
+    assert report._prompts(front) == "50 (unseen50.txt)"
+    assert (
+        report._prompts({**front, "samples_per_prompt": 3}) == "50 (unseen50.txt, 3 replies each)"
+    )
+    assert report._prompts({"per_prompt": {"n_prompts": 60}, "settings": {}}) == "60"
+
+
 def test_report_calibration_section_marks_the_choice():
     report = _load_script("report")
     cands = [

@@ -158,6 +158,8 @@ def _prompts(front: dict) -> str:
     skip, name = st.get("skip_prompts") or 0, Path(st.get("prompts") or "eval.txt").name
     where = [name] if name != "eval.txt" else []
     where += [f"prompts {skip + 1}-{skip + n}"] if skip else []
+    k = front.get("samples_per_prompt") or 1
+    where += [f"{k} replies each"] if k > 1 else []
     return f"{n} ({', '.join(where)})" if where else str(n)
 
 
