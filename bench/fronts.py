@@ -51,11 +51,11 @@ METHODS = {  # name -> label, in table order
 RIC = ("ric_offline", "ric_online")
 # The fronts train/run_default.sh writes while building the embedded default, and the copies
 # train/ship.py keeps of them beside the shipped adapter (--shipped: all a fresh clone has).
-# ONLINE is the MORS stage that train/run_default.sh shipped (its step 7 picks one at run
-# time), as the shipped front records the adapter it measured: runs/<stage>/adapter.
 
 
 def shipped_stage(shipped: Path) -> str:
+    """The MORS stage train/run_default.sh shipped (its step 7 picks one at run time), as the
+    shipped front records the adapter it measured: runs/<stage>/adapter."""
     front = Path(shipped) / "front.json"
     if not front.exists():
         raise FileNotFoundError(f"{front} is missing: no shipped text default to compare with")

@@ -171,8 +171,6 @@ class _PerWeightPolicy(SteerableModel):
         self.backend_name, self.base, self.dtype = backend, base or meta.base_model, dtype
         self._load_args = {"name": self.base, "adapter": None, "dtype": dtype}
         self._served: Path | None = None
-        # The adapter folders that answer (not meta's, which only lends the reward statistics):
-        # a resumed sweep checks their weights are the ones its samples came from.
         self.sources = [Path(d) for d in sources]
 
     @property
@@ -284,7 +282,6 @@ class SoupPolicy(_PerWeightPolicy):
     ):
         super().__init__(model, tokenizer, meta, sources=ingredient_dirs, **serving)
         self.ingredients, self.combination = list(ingredients), combination
-        self.ingredient_dirs = [Path(d) for d in ingredient_dirs]
         self.mix_dir = Path(mix_dir) if mix_dir else None
         self._mix, self._mix_weights, self._count = None, None, 0
 
@@ -329,13 +326,13 @@ class SoupPolicy(_PerWeightPolicy):
                 for f in (tmp / "peft" / name).iterdir():
                     f.rename(tmp / f.name)
                 shutil.rmtree(tmp / "peft")
-                meta = RicMeta.load(self.ingredient_dirs[0])
+                meta = RicMeta.load(self.sources[0])
                 meta.base_model = self.base
                 meta.extra = {
                     "baseline": {
                         "kind": "rewarded_soups_mix",
                         "weights": w,
-                        "ingredients": [str(d) for d in self.ingredient_dirs],
+                        "ingredients": [str(d) for d in self.sources],
                         "combination": self.combination,
                         "conditioned": False,
                     }

@@ -151,11 +151,10 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
             "stats": steer.stats.to_dict(),
             "conditioned": steer.conditioned,
             "weights_mtime": model_file_mtime(cfg.adapter, ADAPTER_WEIGHTS),
-            # A baseline policy answers with its own adapters (cfg.adapter only lends it the
-            # reward statistics): one retrained in place makes the old samples stale.
+            # Absent for a model that serves cfg.adapter alone: its older sweeps still resume.
             **(
                 {"served_mtimes": [model_file_mtime(d, ADAPTER_WEIGHTS) for d in steer.sources]}
-                if getattr(steer, "sources", None)
+                if steer.sources
                 else {}
             ),
         },

@@ -62,6 +62,9 @@ class SteerableModel:
         self.lock = threading.Lock()
         self._batcher: Batcher | None = None
         self._load_args: dict = {}
+        # Adapter folders that answer besides the evaluated one (a baseline policy's own; its
+        # meta only lends the reward statistics): a resumed sweep checks their weights too.
+        self.sources: list[Path] = []
 
     @classmethod
     def load(

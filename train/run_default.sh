@@ -71,7 +71,8 @@ range_of() {
     $PY -c "import json; print(json.load(open('runs/calibrate_$1/calibration.json'))['chosen']['range_quantiles'])"
 }
 E="$PY train/evaluate.py"
-# front ADAPTER OUT [evaluate.py options]: the adapter's sweep at its own range, unless OUT has one.
+# front ADAPTER OUT [evaluate.py options]: the adapter's sweep at its own range (calibrated on
+# first use), unless OUT has one.
 front() {
     local A=$1 OUT=$2
     shift 2
@@ -80,7 +81,6 @@ front() {
     $E --adapter "runs/$A/adapter" --method l2 --range-quantiles "$(range_of "$A")" --out "$OUT" "$@"
 }
 CANDIDATES="online4 online3 online2 online sft"
-for A in $CANDIDATES; do [ -f "runs/eval_$A/front.json" ] || calibrate "$A"; done
 
 step "6. fronts on the first 60 held-out prompts (11 points): base, RiC offline, RiC + MORS"
 done_or runs/eval_base/front.json $E --adapter runs/sft/adapter --base true --out runs/eval_base
@@ -118,7 +118,7 @@ name_of() { case $1 in sft) echo "RiC offline";; online) echo "RiC + MORS, first
     *) echo "RiC + MORS, fourth iteration";; esac; }
 for U in unseen30 unseen30b unseen40 unseen50; do
     K=1; [ "$U" = unseen50 ] && K=3
-    for A in online4 online3 online2 online sft; do
+    for A in $CANDIDATES; do
         case $U in
             unseen40) [ "$A" != sft ] || [ "$A" = "$SHIP" ] || continue ;;
             unseen50) [[ " online4 online2 $SHIP " == *" $A "* ]] || continue ;;
