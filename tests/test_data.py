@@ -187,9 +187,26 @@ def test_prompt_builder_regenerates_the_shipped_files_byte_for_byte(tmp_path, mo
     mp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mp)
     monkeypatch.setattr(mp, "OUT_DIR", tmp_path)
-    mp.main()
+    mp.main([])
     for name in ("train.txt", "eval.txt", "README.md"):
         assert (tmp_path / name).read_bytes() == (ROOT / "assets/prompts" / name).read_bytes()
+
+
+def test_overlap_finds_near_twins_and_the_final_set_has_none(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_prompts", ROOT / "train/make_prompts.py")
+    mp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mp)
+    # The newest final set, written before any model ran on it: no near-twin anywhere.
+    assert mp.overlap(ROOT / "assets/prompts/unseen60.txt", above=0.38) == []
+    monkeypatch.setattr(mp, "OUT_DIR", tmp_path)
+    (tmp_path / "train.txt").write_text("Why is the sky blue?\nHow do I bake bread?\n")
+    (tmp_path / "instructions.txt").write_text("why is the sky blue\n")  # never compared
+    (tmp_path / "new.txt").write_text("why is the sky so blue\nName a red fruit.\n")
+    found = mp.overlap(tmp_path / "new.txt")
+    assert found[0] == (0.833, "why is the sky so blue", "train.txt", "Why is the sky blue?")
+    assert len(found) == 1  # the fruit shares no word with any prompt
 
 
 def test_shipped_instructions_are_the_documented_ones():

@@ -1,6 +1,7 @@
 """Build the ric prompt set from its sources: assets/prompts/train.txt, eval.txt and README.md.
 
     python train/make_prompts.py
+    python train/make_prompts.py --overlap assets/prompts/unseen60.txt   # a new set's nearest twins
 
 The prompts are data, kept in assets/prompts/source/ (written for this project, Apache-2.0):
 - hand.txt: hand-written prompts, under "## <category>" headers;
@@ -18,10 +19,12 @@ differs only in a secondary slot.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
 import random
+import re
 import string
 import tempfile
 from collections import Counter
@@ -188,6 +191,11 @@ def readme(rows: list, train: list, held: list) -> str:
             "committed (2026-12-02) before any model was run on them, after `unseen40.txt` had "
             "been looked at. The final check of a model, never used to choose one; near-duplicates "
             "of every set above were replaced (word Jaccard <= 0.38).",
+            "- `unseen60.txt`: 50 more hand-written prompts in the same styles, written and "
+            "committed (2026-12-02) before any model was run on them, after `unseen50.txt` had "
+            "been looked at. The final check of a model, never used to choose one; near-twins of "
+            "every other set here were replaced (word Jaccard <= 0.38, `python "
+            "train/make_prompts.py --overlap assets/prompts/unseen60.txt`).",
             "- `styles.txt`: 92 hand-written TRAINING prompts in the styles `train.txt` lacks "
             "(casual lowercase questions, news told without a question, role-play, short poems, "
             "short factual questions), for the fourth MORS iteration (train/recipes/"
@@ -202,7 +210,41 @@ def readme(rows: list, train: list, held: list) -> str:
     )
 
 
-def main() -> None:
+def overlap(path: Path, above: float = 0.0) -> list[tuple[float, str, str, str]]:
+    """Each prompt of a hand-written set against every prompt of the other files here, by word
+    Jaccard (shared words / all words): [(score, prompt, other file, other prompt)], nearest
+    pair per prompt, highest first, those above `above`. A fresh set must have no near-twin in
+    any set a model was trained, chosen or checked on."""
+    words = re.compile(r"[\w']+")
+
+    def bag(text: str) -> frozenset:
+        return frozenset(words.findall(text.lower()))
+
+    others = [
+        (f.name, line, bag(line))
+        for f in sorted(OUT_DIR.glob("*.txt"))
+        if f.resolve() != Path(path).resolve() and f.name != "instructions.txt"
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    found = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            a = bag(line)
+            score, name, other = max((len(a & b) / len(a | b), n, o) for n, o, b in others)
+            if score > above:
+                found.append((round(score, 3), line, name, other))
+    return sorted(found, reverse=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--overlap", help="report a hand-written set's nearest twins and stop")
+    args = parser.parse_args(argv)
+    if args.overlap:
+        for score, line, name, other in overlap(Path(args.overlap))[:10]:
+            print(f"{score:.3f}  {line}  <->  {name}: {other}")
+        return
     rng = random.Random(SEED)
     rows = build(rng)
     check(rows)
