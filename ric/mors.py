@@ -68,11 +68,17 @@ class OnlineRecipe:
         "filter keeps a short answer that dodges the question for its brevity, and the model "
         "learns the dodge; a relevance floor keeps only the brief answers that stay on topic",
     )
+    floor_per_prompt: bool = field(
+        False,
+        "floors are each prompt's q-quantile over ITS OWN offline answers (prompts: data). One "
+        "quantile over all answers drops whole kinds of request (poems, news) whose answers share "
+        "fewer words with the prompt by nature, and passes an off-topic answer to an easy question",
+    )
     offline_subsample: int = field(2000, "filtered offline rows mixed in per iteration")
     prompts: str | dict = field(
         DEFAULT.train_prompts,
-        "prompt pool: one file, or {file: share of the drawn prompts} (a small hand-written file "
-        "is then not drowned by a large generated one)",
+        "prompt pool: one file, {file: share of the drawn prompts} (a small hand-written file "
+        "is then not drowned by a large generated one), or 'data': the offline answers' prompts",
     )
     dtype: str = field("bfloat16", "generation dtype")
     sft: dict = field(
@@ -82,11 +88,11 @@ class OnlineRecipe:
     seed: int = field(0, "random seed")
 
 
-def draw_prompts(spec: str | dict, n: int, rng: np.random.Generator) -> list[str]:
-    """n prompts drawn with replacement: uniformly from one file, or from {file: share}: each
-    draw picks a file by its share, then a prompt uniformly within it."""
-    if isinstance(spec, str):
-        pool = read_prompts(spec)
+def draw_prompts(spec: str | dict | list, n: int, rng: np.random.Generator) -> list[str]:
+    """n prompts drawn with replacement: uniformly from one file (or a list of prompts), or from
+    {file: share}: each draw picks a file by its share, then a prompt uniformly within it."""
+    if isinstance(spec, str | list):
+        pool = read_prompts(spec) if isinstance(spec, str) else spec
         return [pool[i] for i in rng.integers(0, len(pool), n)]
     shares = np.array([float(v) for v in spec.values()])
     if not len(shares) or np.any(shares <= 0):
@@ -113,23 +119,42 @@ def keep_mask(z: np.ndarray, stats: RewardStats, q: float = 0.7) -> np.ndarray:
     return np.any(z >= stats.quantile(q), axis=1)
 
 
-def floor_values(reference: list[dict], floors: dict) -> dict:
-    """{reward: its q-quantile over the reference rows} for floors {reward: q}; rows carry
-    `raw` as a dict."""
+def floor_values(reference: list[dict], floors: dict, per_prompt: bool = False) -> dict:
+    """{reward: its q-quantile over the reference rows} for floors {reward: q}, or with
+    per_prompt {reward: {prompt: the q-quantile over that prompt's rows}}; rows carry `raw` as a
+    dict."""
     for name, q in floors.items():
         if not 0 <= q <= 1:
             raise ValueError(f"floor_quantiles: {name}'s quantile {q} is not in [0, 1]")
-    return {n: float(np.quantile([r["raw"][n] for r in reference], q)) for n, q in floors.items()}
+    if not per_prompt:
+        return {
+            n: float(np.quantile([r["raw"][n] for r in reference], q)) for n, q in floors.items()
+        }
+    by_prompt: dict[str, list[dict]] = {}
+    for r in reference:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    return {
+        n: {p: float(np.quantile([r["raw"][n] for r in rs], q)) for p, rs in by_prompt.items()}
+        for n, q in floors.items()
+    }
 
 
 def above_floors(rows: list[dict], values: dict) -> list[dict]:
-    """The rows whose raw score on each floored reward reaches its floor value."""
-    return [r for r in rows if all(r["raw"][n] >= v for n, v in values.items())]
+    """The rows whose raw score on each floored reward reaches its floor value (its prompt's,
+    for per-prompt floors)."""
+
+    def floor(value, row):
+        return value[row["prompt"]] if isinstance(value, dict) else value
+
+    return [r for r in rows if all(r["raw"][n] >= floor(v, r) for n, v in values.items())]
 
 
-def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clock) -> None:
+def sample_iteration(
+    recipe: OnlineRecipe, adapter: str, it: int, out: Path, clock, pool: list[str] | None = None
+) -> None:
     """Append the adapter's answers at frontier targets to out/samples.jsonl, chunk by chunk
-    (fixed chunks, one seed each: a resumed iteration regenerates exactly the missing rows)."""
+    (fixed chunks, one seed each: a resumed iteration regenerates exactly the missing rows).
+    `pool`: the prompts to draw from when the recipe's prompts are 'data'."""
     from ric.steering import SteerableModel
 
     meta = RicMeta.load(adapter)
@@ -137,7 +162,9 @@ def sample_iteration(recipe: OnlineRecipe, adapter: str, it: int, out: Path, clo
     if recipe.target_quantiles:
         stats = stats.with_range(recipe.target_quantiles)
     rng = np.random.default_rng(recipe.seed + it)
-    prompts = draw_prompts(recipe.prompts, recipe.n_prompts, rng)
+    prompts = draw_prompts(
+        pool if recipe.prompts == "data" else recipe.prompts, recipe.n_prompts, rng
+    )
     targets = frontier_targets(stats.low, stats.high, recipe.n_prompts, rng)
     done = {r["key"] for r in read_jsonl(out / "samples.jsonl")}
     starts = range(0, recipe.n_prompts, recipe.chunk)
@@ -189,12 +216,18 @@ def mors_iteration(
     # The offline rows (and the floors they set) first: a data set that lacks a floored
     # reward, or a bad quantile, fails before the sampling, not after it.
     floors = recipe.floor_quantiles or {}
+    if recipe.floor_per_prompt and recipe.prompts != "data":
+        raise ValueError(
+            "floor_per_prompt needs prompts: data (a prompt's floor comes from its own offline "
+            f"answers), got prompts={recipe.prompts!r}"
+        )
     names = list(meta.reward_names) + [n for n in floors if n not in meta.reward_names]
     offline = load_dataset_rows(recipe.data_dir, names)
     for r in offline:
         r["raw"] = dict(zip(names, r["raw"], strict=True))
-    floor_at = floor_values(offline, floors)
-    sample_iteration(recipe, adapter, it, out, clock)
+    floor_at = floor_values(offline, floors, recipe.floor_per_prompt)
+    pool = list(dict.fromkeys(r["prompt"] for r in offline))
+    sample_iteration(recipe, adapter, it, out, clock, pool)
     samples = read_jsonl(out / "samples.jsonl")
     finished = [r for r in samples if trainable(r)]
     rows = [r for r in finished if distinct_n([r["response"]], 2) >= recipe.min_distinct_2]

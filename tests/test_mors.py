@@ -193,6 +193,48 @@ def test_a_floor_drops_low_scoring_answers_online_and_offline(tmp_path, setup):
     assert mors["offline_kept"] == len(offline) - mors["offline_below_floor"]
 
 
+def test_a_per_prompt_floor_holds_each_answer_to_its_own_prompts_offline_answers(tmp_path, setup):
+    """floor_per_prompt: the prompts are the offline data's, and an answer, online or offline,
+    is kept only if it reaches the median of ITS prompt's offline answers."""
+    from ric.data import load_dataset_rows
+
+    recipe = online_recipe(
+        setup,
+        tmp_path / "pp",
+        keep_quantile=0.0,
+        prompts="data",
+        floor_per_prompt=True,
+        floor_quantiles={"a_share": 0.5},
+    )
+    _, kept = mors_iteration(recipe, str(setup["adapter"]), 1, [])
+    it = tmp_path / "pp" / "iter_1"
+    mors = json.loads((it / "mors.json").read_text())
+    offline = load_dataset_rows(setup["data"], ["a_share"])
+    by_prompt = {}
+    for r in offline:
+        by_prompt.setdefault(r["prompt"], []).append(r["raw"][0])
+    floors = mors["floors"]["a_share"]
+    assert floors == pytest.approx({p: float(np.median(v)) for p, v in by_prompt.items()})
+    assert len(set(floors.values())) > 1  # the prompts differ, so do their floors
+    samples = read_jsonl(it / "samples.jsonl")
+    assert {r["prompt"] for r in samples} <= set(by_prompt)
+    scores = {r["key"]: r["raw"]["a_share"] for r in read_jsonl(it / "scores.jsonl")}
+    prompt_of = {r["key"]: r["prompt"] for r in samples}
+    below = sum(v < floors[prompt_of[k]] for k, v in scores.items())
+    assert mors["below_floor"] == below and mors["kept"] == len(kept) == len(scores) - below
+    assert all(scores[r["key"]] >= floors[r["prompt"]] for r in kept)
+    offline_below = sum(r["raw"][0] < floors[r["prompt"]] for r in offline)
+    assert mors["offline_below_floor"] == offline_below > 0
+
+
+def test_a_per_prompt_floor_needs_the_data_prompts(tmp_path, setup):
+    recipe = online_recipe(
+        setup, tmp_path / "ppx", floor_per_prompt=True, floor_quantiles={"a_share": 0.5}
+    )
+    with pytest.raises(ValueError, match="floor_per_prompt needs prompts: data"):
+        mors_iteration(recipe, str(setup["adapter"]), 1, [])
+
+
 @pytest.mark.parametrize(
     ("floors", "message"),
     [

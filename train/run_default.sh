@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default text model from scratch, on the base model's own answers:
-# data -> objectives table -> SFT -> MORS (four iterations) -> mapping calibration -> fronts ->
+# data -> objectives table -> SFT -> MORS (five iterations) -> mapping calibration -> fronts ->
 # ship -> docs.
 # Every step resumes from its own checkpoints and a finished step is skipped: rerun the same
 # command after a kill, or in a later session. Run it in the background, on one core while you
@@ -55,6 +55,9 @@ done_or runs/online3/adapter/ric.json $PY train/online.py --config train/recipes
 step "4d. online RiC: a fourth MORS iteration, half its prompts in the styles train.txt lacks"
 done_or runs/online4/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online4.yaml
 
+step "4e. online RiC: on the second iteration, each answer held to its own prompt's relevance"
+done_or runs/online5/adapter/ric.json $PY train/online.py --config train/recipes/cpu_online5.yaml
+
 step "5. each candidate's mapping range, chosen on 40 TRAINING prompts (never on the held-out ones)"
 # Candidates narrow the upbeat and the long ends: asked for the extremes, the offline default
 # looped a word or flooded emoji at w = (1, 0); on its calibration and on the first MORS
@@ -80,10 +83,11 @@ front() {
     calibrate "$A"
     $E --adapter "runs/$A/adapter" --method l2 --range-quantiles "$(range_of "$A")" --out "$OUT" "$@"
 }
-CANDIDATES="online4 online3 online2 online sft"
+CANDIDATES="online5 online4 online3 online2 online sft"
 
 step "6. fronts on the first 60 held-out prompts (11 points): base, RiC offline, RiC + MORS"
 done_or runs/eval_base/front.json $E --adapter runs/sft/adapter --base true --out runs/eval_base
+front online5 runs/eval_online5 --label "RiC + MORS"
 front online4 runs/eval_online4 --label "RiC + MORS"
 front online3 runs/eval_online3 --label "RiC + MORS"
 front online2 runs/eval_online2 --label "RiC + MORS"
@@ -107,21 +111,23 @@ done_or runs/shipped_$SHIP.done $PY train/ship.py --adapter runs/$SHIP/adapter \
 touch runs/shipped_$SHIP.done
 
 step "8. the shipped default and the base model on prompts the project never trained on (5 points)"
-# unseen50 is the final check: written and committed before any model ran on it, never used to
+# unseen60 is the final check: written and committed before any model ran on it, never used to
 # choose one, three replies a prompt (with one, a point's mean relevance moves by about 0.035,
-# the size of the misses seen on unseen30b and unseen40). unseen30, unseen30b and unseen40
-# informed the relevance floors (4b, 4c) and the styles prompts (4d): development sets now. The
-# MORS iterations not shipped run on unseen40, and the newest and the previously shipped one on
-# unseen50, for comparison only.
+# the size of the misses seen on unseen30b and unseen40). unseen30, unseen30b, unseen40 and
+# unseen50 informed the relevance floors (4b, 4c, 4e) and the styles prompts (4d): development
+# sets now. The MORS iterations not shipped run on unseen40, the fourth and the second on
+# unseen50, and the newest and the second (shipped until 4e) on unseen60, for comparison only.
 name_of() { case $1 in sft) echo "RiC offline";; online) echo "RiC + MORS, first iteration";;
     online2) echo "RiC + MORS, second iteration";; online3) echo "RiC + MORS, third iteration";;
-    *) echo "RiC + MORS, fourth iteration";; esac; }
-for U in unseen30 unseen30b unseen40 unseen50; do
-    K=1; [ "$U" = unseen50 ] && K=3
+    online4) echo "RiC + MORS, fourth iteration";;
+    *) echo "RiC + MORS, per-prompt relevance floor";; esac; }
+for U in unseen30 unseen30b unseen40 unseen50 unseen60; do
+    K=1; [[ " unseen50 unseen60 " == *" $U "* ]] && K=3
     for A in $CANDIDATES; do
         case $U in
             unseen40) [ "$A" != sft ] || [ "$A" = "$SHIP" ] || continue ;;
-            unseen50) [[ " online4 online2 $SHIP " == *" $A "* ]] || continue ;;
+            unseen50) [[ " online4 online2 " == *" $A "* ]] || continue ;;
+            unseen60) [[ " online5 online2 $SHIP " == *" $A "* ]] || continue ;;
             *) [ "$A" = "$SHIP" ] || continue ;;
         esac
         front "$A" "runs/eval_${A}_$U" --prompts "assets/prompts/$U.txt" --points 5 \
@@ -135,8 +141,8 @@ done
 step "9. docs/TRAINING.md"
 U=runs/eval_${SHIP}_
 $PY train/report.py --data runs/data --stages runs/sft \
-    --fronts base=runs/eval_base,offline=runs/eval_sft,online1=runs/eval_online,online2=runs/eval_online2,online3=runs/eval_online3,online4=runs/eval_online4,shipped_unseen30=${U}unseen30,base_unseen30=runs/eval_base_unseen30,shipped_unseen30b=${U}unseen30b,base_unseen30b=runs/eval_base_unseen30b,online1_unseen40=runs/eval_online_unseen40,online2_unseen40=runs/eval_online2_unseen40,online3_unseen40=runs/eval_online3_unseen40,online4_unseen40=runs/eval_online4_unseen40,base_unseen40=runs/eval_base_unseen40,online2_unseen50=runs/eval_online2_unseen50,online4_unseen50=runs/eval_online4_unseen50,base_unseen50=runs/eval_base_unseen50 \
-    --calibration runs/calibrate_$SHIP --plot base,offline,online1,online2,online3,online4 \
+    --fronts base=runs/eval_base,offline=runs/eval_sft,online1=runs/eval_online,online2=runs/eval_online2,online3=runs/eval_online3,online4=runs/eval_online4,online5=runs/eval_online5,shipped_unseen30=${U}unseen30,base_unseen30=runs/eval_base_unseen30,shipped_unseen30b=${U}unseen30b,base_unseen30b=runs/eval_base_unseen30b,online1_unseen40=runs/eval_online_unseen40,online2_unseen40=runs/eval_online2_unseen40,online3_unseen40=runs/eval_online3_unseen40,online4_unseen40=runs/eval_online4_unseen40,base_unseen40=runs/eval_base_unseen40,online2_unseen50=runs/eval_online2_unseen50,online4_unseen50=runs/eval_online4_unseen50,base_unseen50=runs/eval_base_unseen50,online5_unseen40=runs/eval_online5_unseen40,online2_unseen60=runs/eval_online2_unseen60,online5_unseen60=runs/eval_online5_unseen60,base_unseen60=runs/eval_base_unseen60 \
+    --calibration runs/calibrate_$SHIP --plot base,offline,online1,online2,online4,online5 \
     --examples "$(case $SHIP in online*) echo "$SHIP";; *) echo offline;; esac)=6" \
     --summary "$(cat docs/training_summary.md)"
 step "done"
