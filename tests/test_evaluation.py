@@ -156,8 +156,17 @@ def test_pick_range_puts_guards_first_then_the_worst_objective_then_hypervolume(
     assert pick_range([wide, fronts[2]]) == 0  # no base point: relevance is not judged
     assert point_failures(wide, base) == {"[1.0, 0.0]": ["relevance 0.500 < 0.520"]}
     # Shipping: fewer points below the bars first, then the larger front.
-    assert pick_model({"online": wide, "offline": fronts[2]}, base) == "offline"
-    assert pick_model({"online": fronts[2], "offline": fronts[1]}, base) == "online"
+    ok6, ok5 = front([0.92, 0.95], 6.0), front([0.95, 0.92], 5.0)
+    assert pick_model({"online": wide, "offline": ok6}, base) == "offline"
+    assert pick_model({"online": ok6, "offline": ok5}, base) == "online"
+    # A larger front whose one slider is out of order (Spearman 0.87 < 0.9) loses to a smaller
+    # one that meets every bar, as the per-prompt floor's iteration did on the held-out prompts.
+    unsteady = front([0.87, 0.99], 9.0)
+    steady = front([0.97, 0.99], 5.0)
+    assert pick_model({"per_prompt": unsteady, "second": steady}, base) == "second"
+    assert pick_model({"per_prompt": front([0.9, 0.99], 9.0), "second": steady}, base) == (
+        "per_prompt"
+    )
 
 
 def test_resumed_sweep_with_other_settings_is_refused(tmp_path):
