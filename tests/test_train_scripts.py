@@ -242,6 +242,13 @@ def test_report_names_the_prompt_set_and_replies_per_prompt():
     assert report._prompts({"per_prompt": {"n_prompts": 60}, "settings": {}}) == "60"
 
 
+def test_report_names_a_global_and_a_per_prompt_floor():
+    report = _load_script("report")
+    assert report._floor("relevance", 0.5661) == "relevance floor 0.566"
+    per_prompt = report._floor("relevance", {"a": 0.4, "b": 0.6, "c": 0.5})
+    assert per_prompt == "relevance floor of its own prompt (median 0.500)"
+
+
 def test_report_calibration_section_marks_the_choice():
     report = _load_script("report")
     cands = [

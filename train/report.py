@@ -78,6 +78,13 @@ GUARD_COLUMNS = [
 ]
 
 
+def _floor(name: str, value) -> str:
+    """A MORS floor as the report names it: one value, or per prompt (their median)."""
+    if isinstance(value, dict):
+        return f"{name} floor of its own prompt (median {np.median(list(value.values())):.3f})"
+    return f"{name} floor {value:.3f}"
+
+
 def guards_section(fronts: dict) -> list[str]:
     """Every front's quality guards, one row per sweep point (the base point included)."""
     head = " | ".join(title for _, title, _ in GUARD_COLUMNS)
@@ -473,7 +480,7 @@ def main(argv=None):
             f"themselves, {d['trainable']} trainable, {d.get('looped', 0)} dropped as loops, "
             + (
                 f"{d['below_floor']} below the "
-                + " or the ".join(f"{n} floor {v:.3f}" for n, v in floors.items())
+                + " or the ".join(_floor(n, v) for n, v in floors.items())
                 + f" (offline rows: {d['offline_below_floor']}), "
                 if floors
                 else ""
