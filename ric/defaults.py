@@ -26,7 +26,6 @@ class Default:
     candidate_rewards: tuple[str, ...] = ("relevance", "positivity", "brevity", "harmlessness")
     train_prompts: str = "assets/prompts/train.txt"
     eval_prompts: str = "assets/prompts/eval.txt"
-    unseen_prompts: str = "assets/prompts/unseen60.txt"
     # Hidden instructions for sampling the offline data (never in a training prompt).
     instructions: str = "assets/prompts/instructions.txt"
 

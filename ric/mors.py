@@ -150,11 +150,11 @@ def above_floors(rows: list[dict], values: dict) -> list[dict]:
 
 
 def sample_iteration(
-    recipe: OnlineRecipe, adapter: str, it: int, out: Path, clock, pool: list[str] | None = None
+    recipe: OnlineRecipe, adapter: str, it: int, out: Path, clock, pool: str | dict | list
 ) -> None:
     """Append the adapter's answers at frontier targets to out/samples.jsonl, chunk by chunk
     (fixed chunks, one seed each: a resumed iteration regenerates exactly the missing rows).
-    `pool`: the prompts to draw from when the recipe's prompts are 'data'."""
+    `pool`: the prompts to draw from (draw_prompts)."""
     from ric.steering import SteerableModel
 
     meta = RicMeta.load(adapter)
@@ -162,9 +162,7 @@ def sample_iteration(
     if recipe.target_quantiles:
         stats = stats.with_range(recipe.target_quantiles)
     rng = np.random.default_rng(recipe.seed + it)
-    prompts = draw_prompts(
-        pool if recipe.prompts == "data" else recipe.prompts, recipe.n_prompts, rng
-    )
+    prompts = draw_prompts(pool, recipe.n_prompts, rng)
     targets = frontier_targets(stats.low, stats.high, recipe.n_prompts, rng)
     done = {r["key"] for r in read_jsonl(out / "samples.jsonl")}
     starts = range(0, recipe.n_prompts, recipe.chunk)
@@ -226,7 +224,11 @@ def mors_iteration(
     for r in offline:
         r["raw"] = dict(zip(names, r["raw"], strict=True))
     floor_at = floor_values(offline, floors, recipe.floor_per_prompt)
-    pool = list(dict.fromkeys(r["prompt"] for r in offline))
+    pool = (
+        list(dict.fromkeys(r["prompt"] for r in offline))
+        if recipe.prompts == "data"
+        else recipe.prompts
+    )
     sample_iteration(recipe, adapter, it, out, clock, pool)
     samples = read_jsonl(out / "samples.jsonl")
     finished = [r for r in samples if trainable(r)]

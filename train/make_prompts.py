@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overlap", help="report a hand-written set's nearest twins and stop")
     args = parser.parse_args(argv)
     if args.overlap:
+        if not Path(args.overlap).is_file():
+            parser.error(f"--overlap: no prompt file at {args.overlap}")
         for score, line, name, other in overlap(Path(args.overlap))[:10]:
             print(f"{score:.3f}  {line}  <->  {name}: {other}")
         return
