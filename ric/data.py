@@ -46,7 +46,10 @@ BIASES = ("word_bias", "end_bias")
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are skipped."""
+    """One prompt per line; blank lines and lines starting with '#' are skipped. "a.txt,b.txt"
+    reads several files in turn (hand-written calibration sets are small on their own)."""
+    if isinstance(path, str) and "," in path:
+        return [p for part in path.split(",") for p in read_prompts(part.strip())]
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prompt file {path} does not exist")

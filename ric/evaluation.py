@@ -68,6 +68,11 @@ class EvalConfig:
     reference_point: list | None = field(
         None, "hypervolume reference point (default: each reward's 0.02 training quantile)"
     )
+    system: str | None = field(
+        None,
+        "a system turn for every reply (a probe of a hidden sampling instruction, as MORS's "
+        "`system`); the rewards score the prompt alone",
+    )
     label: str | None = field(None, "name of this front in plots and tables")
     tag_contrast: str | None = field(
         None,
@@ -172,6 +177,7 @@ def evaluate_front(cfg: EvalConfig, steer: SteerableModel | None = None) -> dict
             cfg.batch_size,
             seed=cfg.seed + k,
             progress=True,
+            system=cfg.system,
         )
         rows = [
             {
@@ -274,7 +280,10 @@ def write_front(cfg, steer, sweep, rows, wall, cpu, guards: bool = True, extra=N
 
 @dataclasses.dataclass
 class CalibrateConfig(EvalConfig):
-    prompts: str = field(DEFAULT.train_prompts, "calibration prompts (not the held-out ones)")
+    prompts: str = field(
+        DEFAULT.train_prompts,
+        "calibration prompts, never the held-out or the final ones (files joined by commas)",
+    )
     candidates: list = field(
         [
             [0.05, 0.95],

@@ -116,12 +116,23 @@ class SteerableModel:
     def desired(self, weights: Sequence[float], method: str | None = None) -> np.ndarray:
         return preference_to_rewards(weights, method=method or self.meta.mapping, stats=self.stats)
 
-    def prompt(self, messages: str | list[dict], desired: Sequence[float] | None) -> str:
-        """Model input for a chat (str = one user turn); tags only when conditioned."""
+    def prompt(
+        self,
+        messages: str | list[dict],
+        desired: Sequence[float] | None,
+        system: str | None = None,
+    ) -> str:
+        """Model input for a chat (str = one user turn); tags only when conditioned. `system`
+        replaces the system turn: a hidden sampling instruction that no training prompt keeps."""
         if not self.conditioned or desired is None:
-            return format_plain_prompt(messages, self.tokenizer, self.fmt)
+            return format_plain_prompt(messages, self.tokenizer, self.fmt, system=system)
         return format_conditioned_prompt(
-            messages, desired, self.fmt, tokenizer=self.tokenizer, names=self.reward_names
+            messages,
+            desired,
+            self.fmt,
+            tokenizer=self.tokenizer,
+            names=self.reward_names,
+            system=system,
         )
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -151,10 +162,12 @@ class SteerableModel:
         batch_size: int = 16,
         seed: int | None = None,
         progress: bool = True,
+        system: str | None = None,
     ) -> tuple[list[Completion], np.ndarray, np.ndarray]:
-        """(completions, desired (n_rewards,), achieved (n, n_rewards)) for single-turn prompts."""
+        """(completions, desired (n_rewards,), achieved (n, n_rewards)) for single-turn prompts;
+        the rewards score the prompts alone, never `system`."""
         desired = self.desired(weights, method)
-        inputs = [self.prompt(p, desired) for p in prompts]
+        inputs = [self.prompt(p, desired, system) for p in prompts]
         done = self.complete(inputs, settings, seed, batch_size, progress)
         return done, desired, self.score(prompts, [c.text for c in done])
 

@@ -23,6 +23,7 @@ from ric.evaluation import (
 from ric.normalization import RewardStats
 from ric.quality import GUARDS
 from ric.sft import train_sft
+from ric.steering import SteerableModel
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,34 @@ def test_several_replies_a_prompt_are_averaged_per_prompt(tmp_path, setup):
         evaluate_front(eval_cfg(setup, tmp_path / "k", max_prompts=3))
     with pytest.raises(ValueError, match="samples must be >= 1"):
         evaluate_front(eval_cfg(setup, tmp_path / "z", samples=0))
+
+
+def test_a_system_turn_reaches_every_reply_and_the_rewards_never_see_it(tmp_path, setup):
+    seen = []
+
+    class Spy(SteerableModel):
+        def complete(self, inputs, *a, **kw):
+            seen.extend(inputs)
+            return super().complete(inputs, *a, **kw)
+
+        def score(self, prompts, responses):
+            assert not any("Stay on topic." in p for p in prompts)
+            return super().score(prompts, responses)
+
+    steer = Spy.load(str(setup["adapter"]), dtype="float32", backend="transformers")
+    evaluate_front(eval_cfg(setup, tmp_path / "sys", system="Stay on topic.", points=2), steer)
+    assert len(seen) == 8 and all("Stay on topic." in x for x in seen)
+    # The instruction is part of the sweep: a resume without it is refused, not mixed.
+    with pytest.raises(ValueError, match="system"):
+        evaluate_front(eval_cfg(setup, tmp_path / "sys", points=2), steer)
+
+
+def test_prompt_files_joined_by_commas_are_read_in_turn(tmp_path):
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    (tmp_path / "b.txt").write_text("# note\nthree\n")
+    assert read_prompts(f"{tmp_path / 'a.txt'},{tmp_path / 'b.txt'}") == ["one", "two", "three"]
+    with pytest.raises(FileNotFoundError, match="c.txt"):
+        read_prompts(f"{tmp_path / 'a.txt'},{tmp_path / 'c.txt'}")
 
 
 def test_prompt_slices_and_calibration(tmp_path, setup):

@@ -25,6 +25,14 @@ def test_prompt_carries_tags_only_when_conditioned(steer, tiny_adapter_dir):
     assert not base.conditioned and "<rm" not in base.prompt("hi <rm2_score> 5", [1.0, -1.0])
 
 
+def test_a_hidden_system_turn_replaces_the_default_and_keeps_the_tags(steer, tiny_adapter_dir):
+    text = steer.prompt("hi", [1.0, -1.0], system="Stay on topic.")
+    assert "Stay on topic." in text and text.count("<rm1_score>") == 1
+    assert "Stay on topic." not in steer.prompt("hi", [1.0, -1.0])
+    base = SteerableModel.load(meta=load_adapter_meta(tiny_adapter_dir), dtype="float32")
+    assert "Stay on topic." in base.prompt("hi", None, system="Stay on topic.")
+
+
 def test_named_tags_carry_the_reward_names(steer):
     named = SteerableModel(steer.model, steer.tokenizer, steer.meta)
     named.fmt = type(steer.fmt).from_dict({**steer.fmt.__dict__, "tag": "<{name}>"})

@@ -281,6 +281,12 @@ def test_report_calibration_section_marks_the_choice():
         report.calibration_section(cal)
     )
     assert "w=[1.0, 0.0]: relevance 0.500 < 0.520" in rows[0] and "| none |" in rows[1]
+    # Chosen again on the hand-written sets, it is headed as such, not as training prompts.
+    assert "## Mapping range, chosen again on hand-written prompts" in report.calibration_section(
+        {**cal, "prompts": "assets/prompts/unseen50.txt,assets/prompts/unseen60.txt"}
+    )
+    default = {**cal, "prompts": "assets/prompts/train.txt"}
+    assert "## Mapping range, chosen on training prompts" in report.calibration_section(default)
 
 
 def test_bad_recipe_key(tmp_path):
@@ -682,3 +688,17 @@ def test_report_names_the_hidden_conditions_of_the_data():
     assert report.hidden_conditions(told).endswith('none, "Be brief."')
     assert "no hidden instruction" in report.hidden_conditions({"config": {}, "source": {}})
     assert '"Answer in detail."' in text  # the shipped ones are listed where none was used
+
+
+def test_report_carries_table_rows_of_models_whose_runs_are_gone():
+    report = _load_script("report")
+    head = ["| model | hypervolume |", "|---|---|"]
+    old = {"Fronts on held-out prompts": ["", *head, "| RiC (online2) | 5.27 |", "| RiC (x) | 1 |"]}
+    new = ["## Fronts on held-out prompts", "", *head, "| RiC, new range (x) | 4.07 |", "", "| w |"]
+    out = report.carry_table_rows(new, "Fronts on held-out prompts", old)
+    # The gone model's row joins the first table, marked; the rewritten model's is not doubled.
+    assert (
+        out[5] == "| RiC (online2) (stored) | 5.27 |" and out[4] == "| RiC, new range (x) | 4.07 |"
+    )
+    assert len(out) == len(new) + 1 and out[-1] == "| w |"
+    assert report.carry_table_rows(new, "Quality guards", old) == new  # no such section

@@ -15,6 +15,7 @@ file itself) that this run does not write are carried over, marked "(stored)".
 
 import argparse
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -133,8 +134,10 @@ def calibration_section(cal: dict) -> list[str]:
     n = f"the first {cal['max_prompts']}" if cal.get("max_prompts") else "all"
     skip = f" after skipping {cal['skip_prompts']}" if cal.get("skip_prompts") else ""
     points = cal.get("points") or 11
+    trained_on = cal["prompts"] == DEFAULT.train_prompts
     lines = [
-        "## Mapping range, chosen on training prompts",
+        f"## Mapping range, chosen {'on training' if trained_on else 'again on hand-written'} "
+        "prompts",
         "",
         f"Each candidate range (quantiles of the training rewards: one [lo, hi] for every "
         f"reward, or one pair per reward) swept with {points} weights on {n} prompts of "
@@ -237,6 +240,43 @@ def stored_row(line: str) -> str:
     return f"| {step.removesuffix(STORED)}{STORED} | {rest}"
 
 
+def _row_key(line: str) -> str:
+    """A table row's model key: the first cell, or the "(key)" that ends it (fronts table)."""
+    cell = line[2:].partition(" | ")[0].removesuffix(STORED)
+    m = re.search(r"\(([^()]*)\)$", cell)
+    return m.group(1) if m else cell
+
+
+def _first_table(lines: list[str], start: int) -> list[int]:
+    """Indices of the first markdown table after lines[start], before the next "## " heading."""
+    for i in range(start, len(lines)):
+        if lines[i].startswith("## "):
+            return []
+        if lines[i].startswith("|"):
+            table = [i]
+            while table[-1] + 1 < len(lines) and lines[table[-1] + 1].startswith("|"):
+                table.append(table[-1] + 1)
+            return table
+    return []
+
+
+def carry_table_rows(lines: list[str], heading: str, sections: dict) -> list[str]:
+    """Rows of the previous report's table under `heading` for models this run does not
+    report (their run folders are gone), appended to this run's table marked "(stored)". Only
+    each section's first table: a fronts section has one more per front."""
+    if f"## {heading}" not in lines:
+        return lines
+    table = _first_table(lines, lines.index(f"## {heading}") + 1)
+    old = sections.get(heading) or sections.get(heading + STORED) or []
+    if not table:
+        return lines
+    written = {_row_key(lines[i]) for i in table[2:]}
+    rows = [old[i] for i in _first_table(old, 0)[2:]]
+    carried = [stored_row(r) for r in rows if _row_key(r) not in written]
+    at = table[-1] + 1
+    return lines[:at] + carried + lines[at:]
+
+
 def stored_sections(sections: dict, written: list[str], machine: str) -> list[str]:
     """The previous report's sections this one does not write, headed "(stored)" with a note
     naming the machine they ran on (a section stored before keeps its first note)."""
@@ -256,127 +296,12 @@ def _cmd(log: dict, fallback: str) -> str:
     return f"`{log.get('command', fallback)}`"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--runs", default="runs")
-    p.add_argument(
-        "--data",
-        default="runs/data",
-        help="offline data folders; the last one is described in full",
-    )
-    p.add_argument(
-        "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
-    )
-    p.add_argument(
-        "--fronts", default="base=runs/eval_base,offline=runs/eval_sft,online=runs/eval_online"
-    )
-    p.add_argument(
-        "--plot", default="", help="comma-separated --fronts keys to plot (default: all)"
-    )
-    p.add_argument("--calibration", default="", help="a train/calibrate.py output folder to report")
-    p.add_argument(
-        "--examples",
-        default="",
-        help="KEY=N,...: the first N prompts' replies of front KEY at three weights",
-    )
-    p.add_argument("--out", default="docs/TRAINING.md")
-    p.add_argument(
-        "--stored",
-        default=None,
-        help="previous report to carry missing stages from (default: --out; '' for none)",
-    )
-    p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
-    p.add_argument(
-        "--image",
-        default="assets/image",
-        help="shipped image model folder (model/, front.json, base_front.json, grid.png); "
-        "'' to leave the image section out",
-    )
-    args = p.parse_args(argv)
-    runs, out = Path(args.runs), Path(args.out)
-    data_dirs = [Path(d) for d in args.data.split(",") if d]
-    datas = [read_json(d / "data.json") for d in data_dirs]
+def data_section(data_dirs: list[Path], datas: list[dict], recipes: list[dict]) -> list[str]:
+    """The offline data sets: size, sampling plan, lengths, guards, reward correlations."""
     data = datas[-1]
-    # Only finished stages count: a stage's train_log.json is written when it completes.
-    stages = [
-        Path(s) for s in args.stages.split(",") if s and (Path(s) / "train_log.json").exists()
-    ]
-    logs = [read_json(s / "train_log.json") for s in stages]
-    recipes = [read_json(s / "adapter" / "ric.json")["extra"]["recipe"] for s in stages]
-    iters = sorted(runs.glob("online*/iter_*/mors.json"))
-    stored = Path(args.out if args.stored is None else args.stored) if args.stored != "" else None
-    old_rows, old_sections, old_machine = previous_report(stored) if stored else ({}, {}, "")
-    fronts = {}
-    for item in args.fronts.split(","):
-        key, folder = item.split("=")
-        if (Path(folder) / "front.json").exists():
-            fronts[key] = read_json(Path(folder) / "front.json")
-
     names = data["reward_names"]
     corr = np.array(data["reward_correlation"])
-    lines = [
-        "# Training the embedded default",
-        "",
-        "Generated by `python train/report.py` from the run artifacts in runs/; "
-        f"machine: {machine()}.",
-        "",
-        *([args.summary, ""] if args.summary else []),
-        "## Commands and their cost on this machine",
-        "",
-        "| step | command | wall | CPU |",
-        "|---|---|---|---|",
-    ]
-    for d, dd in zip(data_dirs, datas, strict=True):
-        fallback = "python train/prepare_dataset.py --config train/recipes/cpu_data.yaml"
-        lines.append(
-            f"| offline data ({d.name}) | {_cmd(dd, fallback)}"
-            f" | {_mins(dd['wall_seconds'])} | {_mins(dd['cpu_seconds'])} |"
-        )
-    seen_targets = set()
-    for s in stages:  # soft targets: built once per data set, with their own cost log
-        folder = soft_targets_folder(s)
-        if folder and folder not in seen_targets and (folder / COST_FILE).exists():
-            seen_targets.add(folder)
-            cost = clock_total(folder)
-            lines.append(
-                f"| soft targets ({folder}) | built by the first SFT on {folder.parent} "
-                f"(ric.distill.build_targets) | {_mins(cost['wall_seconds'])} "
-                f"| {_mins(cost['cpu_seconds'])} |"
-            )
-    for s, log in zip(stages, logs, strict=True):
-        lines.append(
-            f"| SFT ({s.name}) | {_cmd(log, 'python train/sft.py --config train/recipes/cpu_sft.yaml')}"
-            f" | {_mins(log['wall_seconds'])} | {_mins(log['cpu_seconds'])} |"
-        )
-    for m in iters:
-        log, d = read_json(m.parent / "sft" / "train_log.json"), read_json(m)
-        lines.append(
-            f"| MORS {_iter_name(m)} | {_cmd(d, 'python train/online.py')} | "
-            f"{_mins(d.get('wall_seconds', 0) + log['wall_seconds'])}"
-            f" | {_mins(d.get('cpu_seconds', 0) + log['cpu_seconds'])} |"
-        )
-    at = len(lines)  # training stages whose runs are gone go here, once the table is known
-    cal_file = Path(args.calibration) / "calibration.json" if args.calibration else None
-    cal = read_json(cal_file) if cal_file and cal_file.exists() else None
-    if cal:
-        lines.append(
-            f"| calibrate the mapping range | {_cmd(cal, 'python train/calibrate.py')} | "
-            f"{_mins(cal['wall_seconds'])} | {_mins(cal['cpu_seconds'])} |"
-        )
-    for k, f in fronts.items():
-        lines.append(
-            f"| evaluate {k} | {_cmd(f, 'python train/evaluate.py')} | "
-            f"{_mins(f['wall_seconds'])} | {_mins(f['cpu_seconds'])} |"
-        )
-    written = {line.split(" | ")[0][2:] for line in lines if line.startswith("| ")}
-    carried = [
-        stored_row(line)
-        for step, line in old_rows.items()
-        if step.removesuffix(STORED) not in written
-    ]
-    lines[at:at] = carried
-    if carried:
-        lines += ["", f"Rows marked (stored): {STORED_NOTE} (machine: {old_machine})."]
+    lines: list[str] = []
     lines += [
         "",
         "## Offline data",
@@ -438,6 +363,134 @@ def main(argv=None):
         ),
         "",
     ]
+    return lines
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--runs", default="runs")
+    p.add_argument(
+        "--data",
+        default="runs/data",
+        help="offline data folders; the last one is described in full",
+    )
+    p.add_argument(
+        "--stages", default="runs/sft", help="SFT output folders, in order ('' for none yet)"
+    )
+    p.add_argument(
+        "--fronts", default="base=runs/eval_base,offline=runs/eval_sft,online=runs/eval_online"
+    )
+    p.add_argument(
+        "--plot", default="", help="comma-separated --fronts keys to plot (default: all)"
+    )
+    p.add_argument(
+        "--calibration", default="", help="train/calibrate.py output folders, joined by commas"
+    )
+    p.add_argument(
+        "--examples",
+        default="",
+        help="KEY=N,...: the first N prompts' replies of front KEY at three weights",
+    )
+    p.add_argument("--out", default="docs/TRAINING.md")
+    p.add_argument(
+        "--stored",
+        default=None,
+        help="previous report to carry missing stages from (default: --out; '' for none)",
+    )
+    p.add_argument("--summary", default="", help="a findings paragraph placed under the title")
+    p.add_argument(
+        "--image",
+        default="assets/image",
+        help="shipped image model folder (model/, front.json, base_front.json, grid.png); "
+        "'' to leave the image section out",
+    )
+    args = p.parse_args(argv)
+    runs, out = Path(args.runs), Path(args.out)
+    # A data set whose folder is gone (a fresh checkout) is reported from the previous report.
+    data_dirs = [Path(d) for d in args.data.split(",") if d and (Path(d) / "data.json").exists()]
+    datas = [read_json(d / "data.json") for d in data_dirs]
+    # Only finished stages count: a stage's train_log.json is written when it completes.
+    stages = [
+        Path(s) for s in args.stages.split(",") if s and (Path(s) / "train_log.json").exists()
+    ]
+    logs = [read_json(s / "train_log.json") for s in stages]
+    recipes = [read_json(s / "adapter" / "ric.json")["extra"]["recipe"] for s in stages]
+    iters = sorted(runs.glob("online*/iter_*/mors.json"))
+    stored = Path(args.out if args.stored is None else args.stored) if args.stored != "" else None
+    old_rows, old_sections, old_machine = previous_report(stored) if stored else ({}, {}, "")
+    fronts = {}
+    for item in args.fronts.split(","):
+        key, folder = item.split("=")
+        if (Path(folder) / "front.json").exists():
+            fronts[key] = read_json(Path(folder) / "front.json")
+
+    lines = [
+        "# Training the embedded default",
+        "",
+        "Generated by `python train/report.py` from the run artifacts in runs/; "
+        f"machine: {machine()}.",
+        "",
+        *([args.summary, ""] if args.summary else []),
+        "## Commands and their cost on this machine",
+        "",
+        "| step | command | wall | CPU |",
+        "|---|---|---|---|",
+    ]
+    for d, dd in zip(data_dirs, datas, strict=True):
+        fallback = "python train/prepare_dataset.py --config train/recipes/cpu_data.yaml"
+        lines.append(
+            f"| offline data ({d.name}) | {_cmd(dd, fallback)}"
+            f" | {_mins(dd['wall_seconds'])} | {_mins(dd['cpu_seconds'])} |"
+        )
+    seen_targets = set()
+    for s in stages:  # soft targets: built once per data set, with their own cost log
+        folder = soft_targets_folder(s)
+        if folder and folder not in seen_targets and (folder / COST_FILE).exists():
+            seen_targets.add(folder)
+            cost = clock_total(folder)
+            lines.append(
+                f"| soft targets ({folder}) | built by the first SFT on {folder.parent} "
+                f"(ric.distill.build_targets) | {_mins(cost['wall_seconds'])} "
+                f"| {_mins(cost['cpu_seconds'])} |"
+            )
+    for s, log in zip(stages, logs, strict=True):
+        lines.append(
+            f"| SFT ({s.name}) | {_cmd(log, 'python train/sft.py --config train/recipes/cpu_sft.yaml')}"
+            f" | {_mins(log['wall_seconds'])} | {_mins(log['cpu_seconds'])} |"
+        )
+    for m in iters:
+        log, d = read_json(m.parent / "sft" / "train_log.json"), read_json(m)
+        lines.append(
+            f"| MORS {_iter_name(m)} | {_cmd(d, 'python train/online.py')} | "
+            f"{_mins(d.get('wall_seconds', 0) + log['wall_seconds'])}"
+            f" | {_mins(d.get('cpu_seconds', 0) + log['cpu_seconds'])} |"
+        )
+    at = len(lines)  # training stages whose runs are gone go here, once the table is known
+    cal_files = [Path(d) / "calibration.json" for d in args.calibration.split(",") if d]
+    cals = [read_json(f) for f in cal_files if f.exists()]
+    for cal in cals:
+        lines.append(
+            f"| calibrate the mapping range | {_cmd(cal, 'python train/calibrate.py')} | "
+            f"{_mins(cal['wall_seconds'])} | {_mins(cal['cpu_seconds'])} |"
+        )
+    for k, f in fronts.items():
+        lines.append(
+            f"| evaluate {k} | {_cmd(f, 'python train/evaluate.py')} | "
+            f"{_mins(f['wall_seconds'])} | {_mins(f['cpu_seconds'])} |"
+        )
+    written = {line.split(" | ")[0][2:] for line in lines if line.startswith("| ")}
+    carried = [
+        stored_row(line)
+        for step, line in old_rows.items()
+        if step.removesuffix(STORED) not in written
+    ]
+    lines[at:at] = carried
+    if carried:
+        lines += ["", f"Rows marked (stored): {STORED_NOTE} (machine: {old_machine})."]
+    if datas:
+        lines += data_section(data_dirs, datas, recipes)
+    else:
+        lines.append("")
     if stages:
         lines += [
             "## SFT stages",
@@ -491,7 +544,7 @@ def main(argv=None):
             "",
         ]
     at_sections = len(lines)  # the previous report's sections this one cannot write go here
-    if cal:
+    for cal in cals:
         lines += calibration_section(cal)
     if fronts:
         first = next(iter(fronts.values()))
@@ -576,6 +629,8 @@ def main(argv=None):
         )
     if args.image and (Path(args.image) / "front.json").exists():
         lines += image_section(Path(args.image), out.parent)
+    for heading in ("Fronts on held-out prompts", "Quality guards"):
+        lines = carry_table_rows(lines, heading, old_sections)
     lines[at_sections:at_sections] = stored_sections(old_sections, lines, old_machine)
     atomic_write_text(out, "\n".join(lines) + "\n")
     print(f"written {out}")
