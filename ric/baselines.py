@@ -124,7 +124,13 @@ class PromptOnlyPolicy(SteerableModel):
         batch_size=16,
         seed=None,
         progress=True,
+        system=None,
     ):
+        if system is not None:
+            raise ValueError(
+                "prompt-only writes the preference into the system turn: a --system probe "
+                "cannot replace it"
+            )
         system = preference_instruction(weights, self.reward_names)
         inputs = [plain_prompt(self.tokenizer, p, self.fmt, system) for p in prompts]
         outs = self.complete(inputs, settings, seed=seed, batch_size=batch_size, progress=progress)

@@ -214,6 +214,8 @@ def test_prompt_only_puts_the_instruction_in_the_system_turn(
     assert len(texts) == 2 and achieved.shape == (2, 2)
     assert seen[0].startswith("<|im_start|>system\nPriority: 70% be positive and upbeat, 30% be")
     assert "hello there" in seen[0] and "<rm" not in seen[0]
+    with pytest.raises(ValueError, match="cannot replace it"):  # its system turn is the method
+        policy.complete_batch(PROMPTS[:1], [0.7, 0.3], GREEDY, system="Stay on topic.")
 
 
 def test_normalized_reward_funcs():

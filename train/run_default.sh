@@ -166,7 +166,7 @@ step "9. docs/TRAINING.md"
 U=runs/eval_${SHIP}_
 $PY train/report.py --data runs/data --stages runs/sft \
     --fronts base=runs/eval_base,offline=runs/eval_sft,online1=runs/eval_online,online2=runs/eval_online2,online3=runs/eval_online3,online4=runs/eval_online4,online5=runs/eval_online5,shipped_unseen30=${U}unseen30,base_unseen30=runs/eval_base_unseen30,shipped_unseen30b=${U}unseen30b,base_unseen30b=runs/eval_base_unseen30b,online1_unseen40=runs/eval_online_unseen40,online2_unseen40=runs/eval_online2_unseen40,online3_unseen40=runs/eval_online3_unseen40,online4_unseen40=runs/eval_online4_unseen40,base_unseen40=runs/eval_base_unseen40,online2_unseen50=runs/eval_online2_unseen50,online4_unseen50=runs/eval_online4_unseen50,base_unseen50=runs/eval_base_unseen50,online5_unseen40=runs/eval_online5_unseen40,shipped_unseen60=${U}unseen60,base_unseen60=runs/eval_base_unseen60,shipped=$SHIPPED,shipped_unseen70=${U}unseen70,base_unseen70=runs/eval_base_unseen70 \
-    --calibration runs/calibrate_$SHIP,runs/calibrate_hand_$SHIP --plot base,offline,online1,online2,online4,online5 \
-    --examples "$(case $SHIP in online*) echo "$SHIP";; *) echo offline;; esac)=6" \
+    --calibration runs/calibrate_$SHIP,runs/calibrate_hand_$SHIP \
+    --plot base,offline,online1,online2,online4,online5,shipped --examples shipped=6 \
     --summary "$(cat docs/training_summary.md)"
 step "done"
