@@ -70,8 +70,8 @@ class EvalConfig:
     )
     system: str | None = field(
         None,
-        "a system turn for every reply (a probe of a hidden sampling instruction, as MORS's "
-        "`system`); the rewards score the prompt alone",
+        "a system turn for every reply: probes a hidden sampling instruction before any data "
+        "is sampled under it; the rewards score the prompt alone",
     )
     label: str | None = field(None, "name of this front in plots and tables")
     tag_contrast: str | None = field(
