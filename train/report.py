@@ -267,9 +267,9 @@ def carry_table_rows(lines: list[str], heading: str, sections: dict) -> list[str
     if f"## {heading}" not in lines:
         return lines
     table = _first_table(lines, lines.index(f"## {heading}") + 1)
-    old = sections.get(heading) or sections.get(heading + STORED) or []
     if not table:
         return lines
+    old = sections.get(heading) or sections.get(heading + STORED) or []
     written = {_row_key(lines[i]) for i in table[2:]}
     rows = [old[i] for i in _first_table(old, 0)[2:]]
     carried = [stored_row(r) for r in rows if _row_key(r) not in written]
@@ -301,8 +301,7 @@ def data_section(data_dirs: list[Path], datas: list[dict], recipes: list[dict]) 
     data = datas[-1]
     names = data["reward_names"]
     corr = np.array(data["reward_correlation"])
-    lines: list[str] = []
-    lines += [
+    lines = [
         "",
         "## Offline data",
         "",
