@@ -199,7 +199,7 @@ def test_overlap_finds_near_twins_and_the_final_set_has_none(tmp_path, monkeypat
     mp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mp)
     # The newest final set, written before any model ran on it: no near-twin anywhere.
-    assert mp.overlap(ROOT / "assets/prompts/unseen70.txt", above=0.38) == []
+    assert mp.overlap(ROOT / "assets/prompts/unseen80.txt", above=0.38) == []
     monkeypatch.setattr(mp, "OUT_DIR", tmp_path)
     (tmp_path / "train.txt").write_text("Why is the sky blue?\nHow do I bake bread?\n")
     (tmp_path / "instructions.txt").write_text("why is the sky blue\n")  # never compared

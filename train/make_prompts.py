@@ -1,7 +1,7 @@
 """Build the ric prompt set from its sources: assets/prompts/train.txt, eval.txt and README.md.
 
     python train/make_prompts.py
-    python train/make_prompts.py --overlap assets/prompts/unseen70.txt   # a new set's nearest twins
+    python train/make_prompts.py --overlap assets/prompts/unseen80.txt   # a new set's nearest twins
 
 The prompts are data, kept in assets/prompts/source/ (written for this project, Apache-2.0):
 - hand.txt: hand-written prompts, under "## <category>" headers;
@@ -204,6 +204,12 @@ def readme(rows: list, train: list, held: list) -> str:
             "sets `unseen50.txt` and `unseen60.txt` now serve as hand-written CALIBRATION prompts "
             "(train/calibrate.py): a model is checked on prompts unlike the generated ones it was "
             "trained on, so its mapping range is chosen on such prompts too.",
+            "- `unseen80.txt`: 50 more hand-written prompts in the same styles, written and "
+            "committed (2026-12-03) before any model or mapping range was run on them, after "
+            "`unseen70.txt` had been looked at. The final check of a model, never used to choose "
+            "one or its mapping range; near-twins of every other set here were replaced (word "
+            "Jaccard <= 0.38, `python train/make_prompts.py --overlap "
+            "assets/prompts/unseen80.txt`).",
             "- `styles.txt`: 92 hand-written TRAINING prompts in the styles `train.txt` lacks "
             "(casual lowercase questions, news told without a question, role-play, short poems, "
             "short factual questions), for the fourth MORS iteration (train/recipes/"
