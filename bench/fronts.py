@@ -53,17 +53,21 @@ RIC = ("ric_offline", "ric_online")
 # train/ship.py keeps of them beside the shipped adapter (--shipped: all a fresh clone has).
 
 
-def shipped_stage(shipped: Path) -> str:
-    """The MORS stage train/run_default.sh shipped (its step 7 picks one at run time), as the
-    shipped front records the adapter it measured: runs/<stage>/adapter."""
+def shipped_stage(shipped: Path) -> tuple[str, str]:
+    """The MORS stage train/run_default.sh shipped (its step 7 picks one at run time) and the
+    run folder of its front at the shipped range (step 7b may choose another range than the
+    stage's own evaluation used), as the shipped front records them: runs/<stage>/adapter and
+    runs/<folder>. Fronts written before `out` was recorded: runs/eval_<stage>."""
     front = Path(shipped) / "front.json"
     if not front.exists():
         raise FileNotFoundError(f"{front} is missing: no shipped text default to compare with")
-    return Path(read_json(front)["settings"]["adapter"]).parent.name
+    settings = read_json(front)["settings"]
+    stage = Path(settings["adapter"]).parent.name
+    return stage, Path(settings.get("out") or f"runs/eval_{stage}").name
 
 
-ONLINE = shipped_stage(Path(__file__).resolve().parents[1] / "assets" / "text")
-REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": f"eval_{ONLINE}"}
+ONLINE, ONLINE_FRONT = shipped_stage(Path(__file__).resolve().parents[1] / "assets" / "text")
+REUSED = {"base": "eval_base", "ric_offline": "eval_sft", "ric_online": ONLINE_FRONT}
 SHIPPED = {
     "base": "base_front.json",
     "ric_offline": "offline_front.json",

@@ -312,9 +312,13 @@ def test_the_online_front_is_the_shipped_stage_s(tmp_path):
     """bench compares the MORS stage that shipped, as the shipped front records it."""
     shipped = json.loads((ROOT / "assets" / "text" / "front.json").read_text())
     assert f"runs/{fronts.ONLINE}/adapter" == shipped["settings"]["adapter"]
-    assert fronts.REUSED["ric_online"] == f"eval_{fronts.ONLINE}"
+    # The shipped range's front, not the stage's own at the range chosen on training prompts.
+    assert f"runs/{fronts.REUSED['ric_online']}" == shipped["settings"]["out"]
     write_json(tmp_path / "front.json", {"settings": {"adapter": "runs/online4/adapter"}})
-    assert fronts.shipped_stage(tmp_path) == "online4"
+    assert fronts.shipped_stage(tmp_path) == ("online4", "eval_online4")
+    settings = {"adapter": "runs/online4/adapter", "out": "runs/eval_online4_hand"}
+    write_json(tmp_path / "front.json", {"settings": settings})
+    assert fronts.shipped_stage(tmp_path) == ("online4", "eval_online4_hand")
     with pytest.raises(FileNotFoundError, match="no shipped text default"):
         fronts.shipped_stage(tmp_path / "nothing")
 
